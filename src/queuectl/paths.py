@@ -1,0 +1,26 @@
+"""Where the queue lives: the data directory and the database it holds by default."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DB_ENV = "QUEUECTL_DB"
+DB_FILENAME = "queuectl.db"
+
+
+def data_dir() -> Path:
+    """`$XDG_DATA_HOME/queuectl`, usually `~/.local/share/queuectl`."""
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "queuectl"
+
+
+def resolve_db(option: str | None) -> str:
+    """The database to use: `--db`, else `$QUEUECTL_DB`, else the default SQLite file."""
+    return option or os.environ.get(DB_ENV) or str(data_dir() / DB_FILENAME)
+
+
+def logs_dir_for(db_target: str) -> Path:
+    """Job logs sit beside a SQLite database (`queuectl.db` -> `queuectl.logs/`)."""
+    path = Path(db_target).expanduser()
+    return path.with_name(path.stem + ".logs") if path.suffix else path.with_name(path.name + ".logs")

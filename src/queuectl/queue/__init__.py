@@ -1,0 +1,1 @@
+"""The queue layer: service facade, retry policy, settings, worker and executor."""

@@ -1,0 +1,337 @@
+"""The executor: runs shell commands, several at once, and knows nothing of storage.
+
+Each command runs as `/bin/sh -c COMMAND` in a new session (its own process
+group), stdin from /dev/null, stdout and stderr merged into one pipe that is
+copied to the job's log and handed line by line to an `on_line` callback.
+
+One thread multiplexes everything with a selector: the output pipes, a pidfd
+per process (so a job whose background child keeps the pipe open still
+finishes when its shell exits), and an optional wake-up fd. Timeouts use the
+monotonic clock. Stopping a job signals the whole group, SIGTERM, then SIGKILL
+after a grace period; when a command exits, whatever it left running in its
+group is killed too, so no job leaves processes behind.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from queuectl.queue.joblog import JobLog
+from queuectl.timeutil import format_seconds
+
+KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a group being stopped
+READ_CHUNK = 65536  # bytes per read from a job's output pipe
+MAX_LINE = 64 * 1024  # bytes; longer "lines" are passed on in pieces
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How a run ended. `interrupted`: stopped on purpose by `stop()`."""
+
+    exit_code: int | None = None
+    signal: int | None = None
+    timed_out: bool = False
+    interrupted: bool = False
+    error: str | None = None
+    duration: float = 0.0
+
+    @property
+    def succeeded(self) -> bool:
+        return self.exit_code == 0 and self.error is None and not self.timed_out
+
+    def describe(self) -> str:
+        """One line for `last_error` and the worker's terminal."""
+        if self.error is not None:
+            return self.error
+        if self.timed_out:
+            return f"timed out after {format_seconds(self.duration)}"
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                name = f"signal {self.signal}"
+            return f"killed by {name}"
+        if self.exit_code == 127:
+            return "command not found (exit code 127)"
+        if self.exit_code == 126:
+            return "command not executable (exit code 126)"
+        return f"exit code {self.exit_code}"
+
+
+@dataclass(eq=False)
+class _Run:
+    key: str
+    proc: subprocess.Popen[bytes]
+    log: JobLog
+    started: float
+    deadline: float | None
+    pipe_fd: int
+    pidfd: int | None
+    partial: bytearray = field(default_factory=bytearray)
+    kill_at: float | None = None
+    timed_out: bool = False
+    interrupted: bool = False
+
+
+class Executor:
+    """Runs commands concurrently; `poll()` reports the ones that ended."""
+
+    def __init__(
+        self,
+        on_line: Callable[[str, bytes], None] | None = None,
+        *,
+        guard: bool = True,
+        kill_grace: float = KILL_GRACE,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """`guard`: start the watchdog so that jobs die with this process."""
+        self._on_line = on_line
+        self._kill_grace = kill_grace
+        self._clock = clock
+        self._selector = selectors.DefaultSelector()
+        self._runs: dict[str, _Run] = {}
+        self._watchdog: subprocess.Popen[bytes] | None = None
+        if guard:
+            self._watchdog = subprocess.Popen(
+                [sys.executable, "-m", "queuectl.queue.watchdog"],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                start_new_session=True,
+                close_fds=True,
+            )
+
+    # -- starting and stopping ---------------------------------------------------------
+
+    def start(
+        self,
+        key: str,
+        command: str,
+        *,
+        log_path: Path,
+        log_header: str,
+        env: Mapping[str, str],
+        timeout: float | None = None,
+    ) -> Outcome | None:
+        """Start `command` under `key`. Returns an Outcome at once if it could not start."""
+        try:
+            log = JobLog(log_path, log_header)
+        except OSError as exc:
+            return Outcome(error=f"cannot open the job's log {log_path}: {exc.strerror}")
+        try:
+            proc = subprocess.Popen(
+                ["/bin/sh", "-c", command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+                close_fds=True,
+                env={**os.environ, **env},
+            )
+        except OSError as exc:
+            log.close()
+            return Outcome(error=f"cannot start /bin/sh: {exc.strerror}")
+        self._guard(f"+{proc.pid}")
+        assert proc.stdout is not None
+        pipe_fd = proc.stdout.fileno()
+        os.set_blocking(pipe_fd, False)
+        pidfd = _pidfd_open(proc.pid)
+        now = self._clock()
+        run = _Run(
+            key=key,
+            proc=proc,
+            log=log,
+            started=now,
+            deadline=None if timeout is None else now + timeout,
+            pipe_fd=pipe_fd,
+            pidfd=pidfd,
+        )
+        self._runs[key] = run
+        self._selector.register(pipe_fd, selectors.EVENT_READ, run)
+        if pidfd is not None:
+            self._selector.register(pidfd, selectors.EVENT_READ, run)
+        return None
+
+    def stop(self, key: str, *, grace: float | None = None) -> None:
+        """Stop a run: SIGTERM its group now, SIGKILL after `grace` seconds.
+
+        Its Outcome will say `interrupted`.
+        """
+        run = self._runs.get(key)
+        if run is None or run.interrupted:
+            return
+        run.interrupted = True
+        self._signal_group(run, signal.SIGTERM)
+        run.kill_at = self._clock() + (self._kill_grace if grace is None else grace)
+
+    def stop_all(self, *, grace: float | None = None) -> None:
+        for key in list(self._runs):
+            self.stop(key, grace=grace)
+
+    def add_wakeup_fd(self, fd: int) -> None:
+        """Make `poll()` return when `fd` becomes readable (its data is drained)."""
+        self._selector.register(fd, selectors.EVENT_READ, None)
+
+    @property
+    def running(self) -> frozenset[str]:
+        return frozenset(self._runs)
+
+    # -- the event loop --------------------------------------------------------------------
+
+    def poll(self, timeout: float) -> list[tuple[str, Outcome]]:
+        """Wait up to `timeout` seconds for output, exits, deadlines or a wake-up.
+
+        Returns the runs that ended, with their outcomes.
+        """
+        timeout = min(timeout, self._next_deadline_in())
+        events = self._selector.select(max(timeout, 0.0))
+        exited: set[_Run] = set()
+        for key, _mask in events:
+            run = key.data
+            if run is None:
+                _drain(key.fd)
+            elif key.fd == run.pipe_fd:
+                self._read_output(run)
+            else:
+                exited.add(run)
+        self._enforce_deadlines()
+        finished = []
+        for run in list(self._runs.values()):
+            if run in exited or (run.pidfd is None and run.proc.poll() is not None):
+                finished.append((run.key, self._finish(run)))
+        return finished
+
+    def _next_deadline_in(self) -> float:
+        now = self._clock()
+        deadlines = [d for r in self._runs.values() for d in (r.deadline, r.kill_at) if d]
+        if any(r.pidfd is None for r in self._runs.values()):
+            deadlines.append(now + 0.05)  # no pidfd: poll for exits
+        return max(0.0, min(deadlines) - now) if deadlines else float("inf")
+
+    def _enforce_deadlines(self) -> None:
+        now = self._clock()
+        for run in self._runs.values():
+            if run.deadline is not None and now >= run.deadline and not run.timed_out:
+                run.timed_out = True
+                self._signal_group(run, signal.SIGTERM)
+                run.kill_at = now + self._kill_grace
+            if run.kill_at is not None and now >= run.kill_at:
+                self._signal_group(run, signal.SIGKILL)
+                run.kill_at = None
+
+    def _read_output(self, run: _Run) -> bool:
+        """Copy what the pipe holds; returns False at end-of-file."""
+        while True:
+            try:
+                data = os.read(run.pipe_fd, READ_CHUNK)
+            except BlockingIOError:
+                return True
+            except OSError as exc:
+                if exc.errno == errno.EINTR:
+                    continue
+                return False
+            if not data:
+                self._selector.unregister(run.pipe_fd)
+                run.pipe_fd = -1
+                return False
+            run.log.write(data)
+            if self._on_line is not None:
+                self._emit_lines(run, data)
+
+    def _emit_lines(self, run: _Run, data: bytes) -> None:
+        assert self._on_line is not None
+        run.partial += data
+        while True:
+            cut = run.partial.find(b"\n")
+            if cut < 0:
+                if len(run.partial) > MAX_LINE:
+                    self._on_line(run.key, bytes(run.partial))
+                    run.partial.clear()
+                return
+            self._on_line(run.key, bytes(run.partial[: cut + 1]))
+            del run.partial[: cut + 1]
+
+    def _finish(self, run: _Run) -> Outcome:
+        # The shell has exited but is not reaped yet, so its pid (= the group id)
+        # cannot be reused: killing the group now hits only what the job left behind.
+        self._signal_group(run, signal.SIGKILL)
+        returncode = run.proc.wait()
+        self._guard(f"-{run.proc.pid}")
+        if run.pipe_fd >= 0:
+            self._read_output(run)  # what was written before exit
+            if run.pipe_fd >= 0:
+                self._selector.unregister(run.pipe_fd)
+        if run.pidfd is not None:
+            self._selector.unregister(run.pidfd)
+            os.close(run.pidfd)
+        assert run.proc.stdout is not None
+        run.proc.stdout.close()
+        if run.partial and self._on_line is not None:
+            self._on_line(run.key, bytes(run.partial) + b"\n")
+        run.log.close()
+        del self._runs[run.key]
+        return Outcome(
+            exit_code=returncode if returncode >= 0 else None,
+            signal=-returncode if returncode < 0 else None,
+            timed_out=run.timed_out,
+            interrupted=run.interrupted,
+            error=run.log.error,
+            duration=self._clock() - run.started,
+        )
+
+    def _signal_group(self, run: _Run, sig: int) -> None:
+        try:
+            os.killpg(run.proc.pid, sig)
+        except (ProcessLookupError, PermissionError):
+            pass
+
+    def _guard(self, line: str) -> None:
+        if self._watchdog is None or self._watchdog.stdin is None:
+            return
+        try:
+            self._watchdog.stdin.write(line.encode() + b"\n")
+            self._watchdog.stdin.flush()
+        except OSError:
+            pass  # the watchdog is gone: jobs still run, they just lose the crash guard
+
+    def close(self) -> None:
+        """Release everything. Runs still going are killed (callers stop them first)."""
+        for run in list(self._runs.values()):
+            self._signal_group(run, signal.SIGKILL)
+            self._finish(run)
+        if self._watchdog is not None:
+            self._guard("exit")
+            assert self._watchdog.stdin is not None
+            self._watchdog.stdin.close()
+            self._watchdog.wait()
+            self._watchdog = None
+        self._selector.close()
+
+
+def _pidfd_open(pid: int) -> int | None:
+    """A file descriptor that becomes readable when `pid` exits (Linux 5.3+), or None."""
+    opener = getattr(os, "pidfd_open", None)
+    if opener is None:
+        return None
+    try:
+        fd: int = opener(pid)
+    except OSError:
+        return None
+    return fd
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 4096):
+            pass
+    except (BlockingIOError, InterruptedError):
+        pass

@@ -1,0 +1,74 @@
+"""Per-job output logs: bounded files under the queue's log directory.
+
+Each job has `<logs>/<job id>.log`; every run appends to it after a header
+line. A log is bounded: when it passes `LOG_MAX_BYTES` it is renamed to
+`.log.1` (replacing an older one) and a new file starts, so a job keeps between
+one and two `LOG_MAX_BYTES` of its latest output, however much it prints.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+LOG_MAX_BYTES = 1024 * 1024  # per file; at most twice this is kept per job
+
+
+def log_path(logs_dir: Path, job_id: str) -> Path:
+    """Where a job's current log lives. Job ids are validated to be file-name safe."""
+    return logs_dir / f"{job_id}.log"
+
+
+class JobLog:
+    """Appends one run's output to a job's log, rotating at the size bound.
+
+    Raises OSError from the constructor when the log cannot be opened; a later
+    write error is kept in `error` and further output is dropped, so a full
+    disk fails the job with a clear reason instead of stopping the worker.
+    """
+
+    def __init__(self, path: Path, header: str, max_bytes: int = LOG_MAX_BYTES) -> None:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.path = path
+        self.max_bytes = max_bytes
+        self.error: str | None = None
+        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = os.fstat(self._fd).st_size
+        self.write(header.encode())
+
+    def write(self, data: bytes) -> None:
+        if self.error is not None or not data:
+            return
+        try:
+            if self._size + len(data) > self.max_bytes and self._size > 0:
+                self._rotate()
+            view = memoryview(data)
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+                self._size += written
+        except OSError as exc:
+            self.error = f"cannot write the job's log {self.path}: {exc.strerror}"
+
+    def _rotate(self) -> None:
+        os.close(self._fd)
+        self._fd = -1
+        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._size = 0
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def read_log(path: Path) -> bytes:
+    """The job's kept output, oldest first (the rotated part, then the current file)."""
+    parts = []
+    for candidate in (path.with_name(path.name + ".1"), path):
+        try:
+            parts.append(candidate.read_bytes())
+        except FileNotFoundError:
+            continue
+    return b"".join(parts)

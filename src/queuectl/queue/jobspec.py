@@ -1,0 +1,131 @@
+"""Turn what a user typed (a JSON object, flags) into a validated `NewJob`.
+
+Everything is checked before anything is stored, so bad input changes nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import uuid
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from queuectl.errors import InvalidInput
+from queuectl.models import NewJob
+from queuectl.queue.settings import Settings
+from queuectl.timeutil import parse_duration, parse_instant
+
+FIELDS = ("id", "command", "max_retries", "priority", "queue", "run_at", "delay", "timeout")
+ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+MAX_COMMAND_BYTES = 131_071  # Linux MAX_ARG_STRLEN less the NUL: the longest `sh -c` argument
+MAX_PRIORITY = 2**31 - 1
+
+
+def parse_json_object(text: str, where: str = "job") -> dict[str, Any]:
+    """Parse one JSON object; anything else is InvalidInput."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidInput(f"{where}: malformed JSON: {exc.msg} at column {exc.colno}") from None
+    except RecursionError:
+        raise InvalidInput(f"{where}: JSON nested too deeply") from None
+    if not isinstance(value, dict):
+        raise InvalidInput(f"{where}: expected a JSON object like {{\"command\": \"echo hi\"}}")
+    return value
+
+
+def build_job(
+    spec: Mapping[str, Any], settings: Settings, now: float, where: str = "job"
+) -> NewJob:
+    """Validate one job description (JSON fields; flags already merged in)."""
+    unknown = sorted(set(spec) - set(FIELDS))
+    if unknown:
+        raise InvalidInput(f"{where}: unknown field {unknown[0]!r} (known: {', '.join(FIELDS)})")
+    command = spec.get("command")
+    if not isinstance(command, str) or not command.strip():
+        raise InvalidInput(f"{where}: 'command' is required and must be a non-empty string")
+    if "\x00" in command:
+        raise InvalidInput(f"{where}: 'command' must not contain NUL bytes")
+    try:
+        size = len(command.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput(f"{where}: 'command' is not valid Unicode text") from None
+    if size > MAX_COMMAND_BYTES:
+        raise InvalidInput(f"{where}: 'command' is {size} bytes; the limit is {MAX_COMMAND_BYTES}")
+
+    job_id = spec.get("id")
+    if job_id is None:
+        job_id = str(uuid.uuid4())
+    elif not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id):
+        raise InvalidInput(
+            f"{where}: 'id' must be 1-128 letters, digits, '.', '_' or '-', "
+            f"starting with a letter or digit; got {job_id!r}"
+        )
+
+    max_retries = _int_field(spec, "max_retries", settings.max_retries, 0, 1_000_000, where)
+    priority = _int_field(spec, "priority", 0, -MAX_PRIORITY, MAX_PRIORITY, where)
+
+    queue = spec.get("queue", "default")
+    if queue is None:
+        queue = "default"
+    if not isinstance(queue, str) or not QUEUE_PATTERN.fullmatch(queue):
+        raise InvalidInput(
+            f"{where}: 'queue' must be 1-64 letters, digits, '.', '_' or '-'; got {queue!r}"
+        )
+
+    run_at = None
+    if spec.get("run_at") is not None and spec.get("delay") is not None:
+        raise InvalidInput(f"{where}: give 'run_at' or 'delay', not both")
+    if spec.get("run_at") is not None:
+        if not isinstance(spec["run_at"], str):
+            raise InvalidInput(f"{where}: 'run_at' must be an ISO-8601 date-time string")
+        run_at = parse_instant(spec["run_at"])
+    elif spec.get("delay") is not None:
+        run_at = now + parse_duration(spec["delay"], "delay")
+
+    timeout = settings.job_timeout
+    if "timeout" in spec:
+        timeout = None if spec["timeout"] is None else parse_duration(spec["timeout"], "timeout")
+        if timeout == 0:
+            raise InvalidInput(f"{where}: 'timeout' must be more than 0 seconds (or null for none)")
+
+    return NewJob(
+        id=job_id,
+        command=command,
+        max_retries=max_retries,
+        priority=priority,
+        queue=queue,
+        timeout=timeout,
+        run_at=run_at,
+    )
+
+
+def build_jobs(
+    specs: Iterable[tuple[str, Mapping[str, Any]]], settings: Settings, now: float
+) -> list[NewJob]:
+    """Validate many `(where, spec)` pairs; the first error stops everything."""
+    jobs = [build_job(spec, settings, now, where) for where, spec in specs]
+    seen: set[str] = set()
+    for job in jobs:
+        if job.id in seen:
+            raise InvalidInput(f"job id {job.id!r} appears twice in the input; nothing was added")
+        seen.add(job.id)
+    return jobs
+
+
+def _int_field(
+    spec: Mapping[str, Any], name: str, default: int, low: int, high: int, where: str
+) -> int:
+    value = spec.get(name)
+    if value is None:
+        return default
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        else:
+            raise InvalidInput(f"{where}: '{name}' must be a whole number; got {value!r}")
+    if not low <= value <= high:
+        raise InvalidInput(f"{where}: '{name}' must be between {low} and {high}; got {value}")
+    return value

@@ -1,0 +1,149 @@
+"""The service: the one facade the interfaces (CLI, later a dashboard) call.
+
+It validates input, applies settings and talks to storage through the
+`Store` interface. It holds no SQL and starts no processes.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from queuectl.errors import InvalidInput, QueuectlError
+from queuectl.models import Job, JobState, WorkerInfo
+from queuectl.queue import settings as settings_mod
+from queuectl.queue.jobspec import build_jobs
+from queuectl.queue.joblog import log_path, read_log
+from queuectl.queue.settings import Settings
+from queuectl.storage.base import Store
+
+STOP_POLL = 0.2  # seconds between checks while `worker stop` waits
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """What `queuectl status` reports."""
+
+    backend: str
+    location: str
+    counts: dict[JobState, int]
+    workers: list[WorkerInfo]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "database": {"backend": self.backend, "location": self.location},
+            "jobs": {state.value: self.counts.get(state, 0) for state in JobState},
+            "workers": {"active": len(self.workers), "ids": [w.id for w in self.workers]},
+        }
+
+
+class QueueService:
+    """Everything a user can ask of the queue."""
+
+    def __init__(self, store: Store, logs_dir: Path) -> None:
+        self.store = store
+        self.logs_dir = logs_dir
+
+    def settings(self) -> Settings:
+        return Settings.from_stored(self.store.get_config())
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    def enqueue(self, specs: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Job]:
+        """Validate every spec, then store them all or none. `where` names each in errors."""
+        jobs = build_jobs(specs, self.settings(), self.store.now())
+        if not jobs:
+            raise InvalidInput("no jobs given")
+        return self.store.enqueue(jobs)
+
+    def get(self, job_id: str) -> Job:
+        return self.store.get_job(job_id)
+
+    def list(self, state: str | None = None, queue: str | None = None, limit: int | None = None) -> list[Job]:
+        parsed = parse_state(state) if state is not None else None
+        if limit is not None and limit < 0:
+            raise InvalidInput("--limit must be 0 or more (0 means no limit)")
+        return self.store.list_jobs(parsed, queue, limit or None)
+
+    def logs(self, job_id: str) -> bytes:
+        """The job's captured output (empty if it has not run yet)."""
+        self.store.get_job(job_id)  # JobNotFound for unknown ids
+        return read_log(log_path(self.logs_dir, job_id))
+
+    def retry_dead(self, job_id: str) -> Job:
+        return self.store.retry_dead(job_id)
+
+    def cancel(self, job_id: str) -> Job:
+        return self.store.cancel(job_id)
+
+    def status(self) -> Status:
+        return Status(
+            backend=self.store.backend,
+            location=self.store.location,
+            counts=self.store.count_by_state(),
+            workers=self.live_workers(),
+        )
+
+    # -- workers -------------------------------------------------------------------------------
+
+    def live_workers(self) -> list[WorkerInfo]:
+        """Workers that heartbeated within their lease (others are dead or dying)."""
+        horizon = self.store.now() - self.settings().lease_timeout
+        return [w for w in self.store.list_workers() if w.last_heartbeat >= horizon]
+
+    def stop_workers(
+        self,
+        *,
+        wait: bool = True,
+        timeout: float | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[int, int]:
+        """Ask every live worker to stop gracefully; optionally wait until they have.
+
+        Returns `(asked, still_running)`. Workers see the request at their next
+        heartbeat, finish their running jobs and deregister.
+        """
+        asked = [w.id for w in self.live_workers()]
+        if not asked:
+            return 0, 0
+        self.store.request_stop(asked)
+        if not wait:
+            return len(asked), len(asked)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        last_reported = -1
+        while True:
+            remaining = {w.id for w in self.live_workers()} & set(asked)
+            if not remaining or (deadline is not None and time.monotonic() >= deadline):
+                return len(asked), len(remaining)
+            if progress is not None and len(remaining) != last_reported:
+                progress(len(remaining))
+                last_reported = len(remaining)
+            time.sleep(STOP_POLL)  # polling another process's progress: nothing to wait on
+
+    # -- settings --------------------------------------------------------------------------
+
+    def config_show(self) -> dict[str, Any]:
+        return self.settings().to_dict()
+
+    def config_get(self, key: str) -> Any:
+        return self.settings().to_dict()[settings_mod.normalize_key(key)]
+
+    def config_set(self, key: str, value: str) -> tuple[str, Any]:
+        name, stored = settings_mod.validate_change(self.settings(), key, value)
+        self.store.set_config(name, stored)
+        return name, self.settings().to_dict()[name]
+
+
+def parse_state(text: str) -> JobState:
+    """A state given on input; `processing` is accepted for `running`."""
+    try:
+        return JobState.parse(text)
+    except ValueError:
+        names = ", ".join(s.value for s in JobState)
+        raise InvalidInput(f"unknown state {text!r} (known: {names}; 'processing' = running)") from None
+
+
+__all__ = ["QueueService", "QueuectlError", "Status", "parse_state"]

@@ -1,0 +1,397 @@
+"""The worker: claims jobs, runs them through the executor, records outcomes.
+
+Threads: the main thread runs the loop (`step()` is one iteration, callable
+directly from tests); a heartbeat thread, with its own database connection,
+renews leases on a timer, independent of job progress, and recovers the jobs
+of lost workers. Signal handlers only set flags; the loop acts on them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from queuectl.errors import QueuectlError
+from queuectl.models import Job, JobState, WorkerInfo
+from queuectl.queue.executor import Executor, Outcome
+from queuectl.queue.joblog import log_path
+from queuectl.queue.retry import RetryPolicy
+from queuectl.queue.settings import Settings
+from queuectl.storage.base import Store
+from queuectl.timeutil import format_seconds, to_iso
+
+IDLE_POLL_MIN = 0.002  # seconds between change checks right after activity
+IDLE_POLL_MAX = 0.010  # seconds: the cap idle polling backs off to (pickup latency bound)
+BUSY_WAIT = 0.5  # seconds the loop sleeps when every slot is busy (events wake it earlier)
+SETTINGS_REFRESH = 2.0  # seconds between re-reads of the shared settings
+
+
+def new_worker_id() -> str:
+    """A fresh identity per `worker start` (never the host name: hosts run many)."""
+    return f"w-{uuid.uuid4().hex[:10]}"
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass
+class _Running:
+    job: Job
+    claimed_at: float  # monotonic
+
+
+@dataclass
+class _Flags:
+    """State shared with signal handlers and the heartbeat thread."""
+
+    signals: int = 0
+    stop_requested: bool = False
+    held: frozenset[str] | None = None
+    held_since: float = 0.0  # monotonic time the heartbeat's query began
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Worker:
+    """Runs up to `concurrency` jobs at a time until asked to stop."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        open_store: Callable[[], Store],
+        logs_dir: Path,
+        concurrency: int = 1,
+        queues: Sequence[str] = (),
+        executor: Executor | None = None,
+        out: TextIO | None = None,
+        err: TextIO | None = None,
+        worker_id: str | None = None,
+        quiet: bool = False,
+    ) -> None:
+        """`store` serves the main loop; `open_store` makes the heartbeat thread's own."""
+        self.store = store
+        self._open_store = open_store
+        self.logs_dir = logs_dir
+        self.concurrency = concurrency
+        self.queues = tuple(queues)
+        self.out = out or sys.stdout
+        self.err = err or sys.stderr
+        self.quiet = quiet
+        self.executor = executor or Executor(on_line=self._echo_line)
+        self.info = WorkerInfo(
+            id=worker_id or new_worker_id(),
+            host=socket.gethostname(),
+            pid=os.getpid(),
+            started_at=store.now(),
+            last_heartbeat=store.now(),
+            concurrency=concurrency,
+            queues=self.queues,
+            stop_requested=False,
+        )
+        self.settings = Settings.from_stored(store.get_config())
+        self._settings_read = time.monotonic()
+        self._running: dict[str, _Running] = {}
+        self._flags = _Flags()
+        self._poll = IDLE_POLL_MIN
+        self._due_at: float | None = None  # store clock: when a waiting job becomes runnable
+        self._claim_now = True
+        self._stopping = False
+        self._forced = False
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self.executor.add_wakeup_fd(self._wake_r)
+        self._hb_stop = threading.Event()
+        self._hb_thread: threading.Thread | None = None
+
+    @property
+    def id(self) -> str:
+        return self.info.id
+
+    # -- lifecycle -----------------------------------------------------------------------------
+
+    def run(self) -> int:
+        """Register, work until stopped, clean up. Returns the process exit code (0)."""
+        previous = self._install_signal_handlers()
+        try:
+            self.start()
+            while not self.finished:
+                self.step()
+        finally:
+            self.shutdown()
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+        return 0
+
+    def start(self) -> None:
+        """Register this worker, recover lost jobs, start heartbeating."""
+        self.store.register_worker(self.info)
+        self._recover(self.store)
+        self._event(
+            f"worker {self.id} started: {self.concurrency} slot(s), "
+            f"queues {', '.join(self.queues) or 'all'}, pid {self.info.pid}, "
+            f"db {self.store.location}"
+        )
+        self._hb_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._hb_thread.start()
+
+    @property
+    def finished(self) -> bool:
+        return self._stopping and not self._running
+
+    def shutdown(self) -> None:
+        """Stop heartbeating, deregister, release the executor and the wake-up pipe."""
+        self._hb_stop.set()
+        if self._hb_thread is not None:
+            self._hb_thread.join()
+            self._hb_thread = None
+        if self._running:  # only on an unexpected error: give the jobs back
+            self.executor.stop_all(grace=0)
+            while self._running:
+                self.step(max_wait=0.1)
+        self.executor.close()
+        try:
+            self.store.deregister_worker(self.id)
+        except QueuectlError as exc:
+            self._event(f"could not deregister: {exc.message}")
+        for fd in (self._wake_r, self._wake_w):
+            os.close(fd)
+        self._event(f"worker {self.id} stopped")
+
+    def request_stop(self, force: bool = False) -> None:
+        """Stop claiming; with `force`, also stop running jobs and give them back."""
+        if not self._stopping:
+            self._stopping = True
+            if self._running and not force:
+                self._event(
+                    f"stopping: waiting for {len(self._running)} running job(s) to finish "
+                    "(Ctrl+C again to stop them now)"
+                )
+        if force and not self._forced:
+            self._forced = True
+            if self._running:
+                self._event(f"stopping now: ending {len(self._running)} job(s), they go back to pending")
+            self.executor.stop_all()
+
+    # -- one iteration -----------------------------------------------------------------------
+
+    def step(self, max_wait: float = BUSY_WAIT) -> None:
+        """One loop iteration: act on flags, claim into free slots, wait for events."""
+        self._apply_flags()
+        claimed = self._fill_slots()
+        if claimed:
+            wait = 0.0
+        elif not self._stopping and len(self._running) < self.concurrency:
+            wait = self._idle_wait()
+        else:
+            wait = BUSY_WAIT
+        for key, outcome in self.executor.poll(min(wait, max_wait)):
+            self._finish(key, outcome)
+
+    def _apply_flags(self) -> None:
+        signals = self._flags.signals
+        with self._flags.lock:
+            stop_requested = self._flags.stop_requested
+            held, held_since = self._flags.held, self._flags.held_since
+            self._flags.held = None
+        if signals >= 2:
+            self.request_stop(force=True)
+        elif signals == 1 or stop_requested:
+            self.request_stop()
+        if held is not None:
+            for job_id, running in list(self._running.items()):
+                if job_id not in held and running.claimed_at < held_since:
+                    self._event(f"[{job_id}] lease lost to another worker; stopping this run", job_id)
+                    running.job = _lost(running.job)
+                    self.executor.stop(job_id, grace=0)
+
+    def _fill_slots(self) -> int:
+        if self._stopping or len(self._running) >= self.concurrency:
+            return 0
+        if not self._should_try_claim():
+            return 0
+        claimed = 0
+        self._refresh_settings()
+        while len(self._running) < self.concurrency:
+            job = self.store.claim(self.id, self.queues, self.settings.lease_timeout)
+            if job is None:
+                self._due_at = self.store.next_due_at(self.queues)
+                self._claim_now = False
+                break
+            claimed += 1
+            self._launch(job)
+        if claimed:
+            self._poll = IDLE_POLL_MIN
+            self._claim_now = True  # more may be waiting: look again when a slot frees
+        return claimed
+
+    def _should_try_claim(self) -> bool:
+        if self.store.changed():
+            return True
+        if self._claim_now:
+            return True
+        return self._due_at is not None and self.store.now() >= self._due_at
+
+    def _idle_wait(self) -> float:
+        wait = self._poll
+        self._poll = min(self._poll * 2, IDLE_POLL_MAX)
+        if self._due_at is not None:
+            wait = min(wait, max(0.0, self._due_at - self.store.now()))
+        return wait
+
+    def _launch(self, job: Job) -> None:
+        attempt = job.attempts + 1
+        self._running[job.id] = _Running(job=job, claimed_at=time.monotonic())
+        self._event(f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): {job.command}", job.id)
+        header = (
+            f"=== run {job.runs} (attempt {attempt}) started {to_iso(self.store.now())} "
+            f"on {self.info.host} by {self.id} ===\n"
+        )
+        failure = self.executor.start(
+            job.id,
+            job.command,
+            log_path=log_path(self.logs_dir, job.id),
+            log_header=header,
+            env={"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(attempt)},
+            timeout=job.timeout,
+        )
+        if failure is not None:
+            self._finish(job.id, failure)
+
+    def _finish(self, job_id: str, outcome: Outcome) -> None:
+        running = self._running.pop(job_id)
+        job = running.job
+        took = format_seconds(outcome.duration)
+        if job.state is not JobState.RUNNING:  # marked lost: another worker owns the job now
+            self._event(f"[{job_id}] run ended after losing its lease; result discarded", job_id)
+            return
+        if outcome.interrupted:
+            ok = self.store.release(job.id, job.runs, self.id, "interrupted by worker shutdown (not charged)")
+            message = "interrupted; back to pending (not charged)"
+        elif outcome.succeeded:
+            ok = self.store.complete(job.id, job.runs, self.id, outcome.exit_code or 0)
+            message = f"completed in {took}"
+        else:
+            self._refresh_settings(force=True)
+            policy = RetryPolicy(self.settings.backoff_base, self.settings.backoff_max)
+            decision = policy.after_failure(job.attempts, job.max_retries)
+            ok = self.store.fail(
+                job.id,
+                job.runs,
+                self.id,
+                attempts=decision.attempts,
+                dead=decision.dead,
+                retry_in=decision.delay,
+                exit_code=outcome.exit_code,
+                error=outcome.describe(),
+            )
+            if decision.dead:
+                message = f"dead after {decision.attempts} attempt(s): {outcome.describe()}"
+            else:
+                message = (
+                    f"failed ({outcome.describe()}); retry in {format_seconds(decision.delay)} "
+                    f"(attempt {decision.attempts}/{job.max_retries})"
+                )
+        if not ok:
+            message = "lease was taken over by another worker; this run's result is discarded"
+        self._event(f"[{job_id}] {message}", job_id)
+
+    # -- heartbeat and recovery ---------------------------------------------------------------
+
+    def _heartbeat_loop(self) -> None:
+        try:
+            store = self._open_store()
+        except QueuectlError as exc:
+            self._event(f"heartbeat cannot open the database: {exc.message}")
+            return
+        try:
+            while not self._hb_stop.wait(self.settings.heartbeat_interval):
+                try:
+                    self.beat(store)
+                except QueuectlError as exc:
+                    self._event(f"heartbeat failed (will retry): {exc.message}")
+        finally:
+            store.close()
+
+    def beat(self, store: Store) -> None:
+        """Renew leases, learn about stop requests, recover lost workers' jobs."""
+        began = time.monotonic()
+        hb = store.heartbeat(self.info, self.settings.lease_timeout)
+        with self._flags.lock:
+            self._flags.held = hb.held_job_ids
+            self._flags.held_since = began
+            self._flags.stop_requested |= hb.stop_requested
+        self._recover(store)
+        self._wake()
+
+    def _recover(self, store: Store) -> None:
+        lost = [
+            w.id
+            for w in store.list_workers()
+            if w.id != self.id and w.host == self.info.host and not pid_alive(w.pid)
+        ]
+        for job in store.recover(lost, stale_after=2 * self.settings.lease_timeout):
+            verdict = "dead (lost its worker too many times)" if job.state is JobState.DEAD else "pending again"
+            self._event(f"[{job.id}] recovered from lost worker {job.worker_id}: {verdict}", job.id)
+        if lost:
+            self._claim_now = True
+
+    def _refresh_settings(self, force: bool = False) -> None:
+        if force or time.monotonic() - self._settings_read > SETTINGS_REFRESH:
+            self.settings = Settings.from_stored(self.store.get_config())
+            self._settings_read = time.monotonic()
+
+    # -- signals and output ------------------------------------------------------------------
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        previous: dict[int, Any] = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, self._on_signal)
+        return previous
+
+    def _on_signal(self, signum: int, frame: FrameType | None) -> None:
+        # Runs in the main thread between bytecodes: taking the flags lock here could
+        # deadlock against the loop holding it, and a plain int update needs no lock.
+        self._flags.signals += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        try:
+            os.write(self._wake_w, b"x")
+        except (BlockingIOError, OSError):
+            pass  # a full pipe already wakes the loop; a closed one means we are done
+
+    def _echo_line(self, job_id: str, line: bytes) -> None:
+        if self.quiet:
+            return
+        self.out.write(f"[{job_id}] {line.decode('utf-8', 'replace')}")
+        self.out.flush()
+
+    def _event(self, message: str, job_id: str | None = None) -> None:
+        if self.quiet and job_id is not None:
+            return
+        self.err.write(f"queuectl: {message}\n")
+        self.err.flush()
+
+
+def _lost(job: Job) -> Job:
+    """The same job, marked as no longer ours (state is not RUNNING)."""
+    return replace(job, state=JobState.PENDING)

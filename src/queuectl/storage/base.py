@@ -1,0 +1,166 @@
+"""The storage interface: one contract, implemented by SQLite (and PostgreSQL).
+
+Every method is atomic: it either happens completely or not at all. Methods
+that change a running job are *fenced*: they name the run (`job_id`, `run`,
+`worker_id`) and do nothing, returning False, when that run no longer holds
+the job (its lease was recovered and the job claimed again). Stores take the
+time from an injected clock (SQLite) or from the database server (PostgreSQL),
+never from the caller, so every host agrees on when a lease expires.
+
+Errors: driver exceptions never escape; they are translated into
+`queuectl.errors.StorageError` subclasses at this boundary.
+"""
+
+from __future__ import annotations
+
+import abc
+from collections.abc import Sequence
+
+from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
+
+
+class Store(abc.ABC):
+    """Queue-shaped persistence. One instance belongs to one thread."""
+
+    #: Short backend name shown by `status` ("sqlite", "postgresql").
+    backend: str
+    #: Where the data lives, for humans (a path or a URL without password).
+    location: str
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
+        """Store `jobs` as `pending`, all or nothing, durably before returning.
+
+        A job's `next_attempt_at` is its `run_at`, or now. Raises `DuplicateJob`
+        (storing none of them) when any id is already taken or repeated.
+        """
+
+    @abc.abstractmethod
+    def claim(self, worker_id: str, queues: Sequence[str], lease_seconds: float) -> Job | None:
+        """Atomically take the best runnable job and mark it `running` for `worker_id`.
+
+        Runnable: `pending` or `failed` with `next_attempt_at <= now`, in one of
+        `queues` (all queues when empty). Best: highest `priority`, then oldest.
+        The job's `runs` goes up by one (the new run's fencing token) and its lease
+        lasts `lease_seconds`. No two callers, in any process, get the same run.
+        Returns None when nothing is runnable.
+        """
+
+    @abc.abstractmethod
+    def complete(self, job_id: str, run: int, worker_id: str, exit_code: int) -> bool:
+        """Fenced: the run succeeded; the job is `completed` and `attempts` goes up by one."""
+
+    @abc.abstractmethod
+    def fail(
+        self,
+        job_id: str,
+        run: int,
+        worker_id: str,
+        *,
+        attempts: int,
+        dead: bool,
+        retry_in: float,
+        exit_code: int | None,
+        error: str,
+    ) -> bool:
+        """Fenced: record a failed run as decided by the retry policy.
+
+        `dead`: the job goes to the DLQ. Otherwise it is `failed` and runnable
+        again `retry_in` seconds from now.
+        """
+
+    @abc.abstractmethod
+    def release(self, job_id: str, run: int, worker_id: str, reason: str) -> bool:
+        """Fenced: put an interrupted run back to `pending`, runnable now, not charged."""
+
+    @abc.abstractmethod
+    def get_job(self, job_id: str) -> Job:
+        """The job with this id; raises `JobNotFound`."""
+
+    @abc.abstractmethod
+    def list_jobs(
+        self, state: JobState | None = None, queue: str | None = None, limit: int | None = None
+    ) -> list[Job]:
+        """Jobs in enqueue order, optionally filtered; `limit` None means all."""
+
+    @abc.abstractmethod
+    def count_by_state(self) -> dict[JobState, int]:
+        """Number of jobs in each state (states with none may be missing)."""
+
+    @abc.abstractmethod
+    def retry_dead(self, job_id: str) -> Job:
+        """Put a `dead` job back to `pending`, runnable now, with `attempts` and
+        `recoveries` reset to 0. Raises `JobNotFound`, or `WrongState` when not dead."""
+
+    @abc.abstractmethod
+    def cancel(self, job_id: str) -> Job:
+        """Mark a `pending` or `failed` job `canceled` so it never runs.
+        Raises `JobNotFound`, or `WrongState` for a job in any other state."""
+
+    @abc.abstractmethod
+    def next_due_at(self, queues: Sequence[str]) -> float | None:
+        """Earliest `next_attempt_at` of a waiting job in `queues` (all when empty), or None."""
+
+    # -- workers and leases ------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def register_worker(self, worker: WorkerInfo) -> None:
+        """Record a starting worker (its `last_heartbeat` is set to now)."""
+
+    @abc.abstractmethod
+    def deregister_worker(self, worker_id: str) -> None:
+        """Forget a worker that stopped cleanly. Missing workers are ignored."""
+
+    @abc.abstractmethod
+    def heartbeat(self, worker: WorkerInfo, lease_seconds: float) -> Heartbeat:
+        """Renew the leases of every job `worker` runs and its own liveness.
+
+        Returns the ids of the jobs it still holds (a run missing from them was
+        recovered and must be stopped) and whether a stop was requested. A worker
+        whose row was pruned is registered again.
+        """
+
+    @abc.abstractmethod
+    def recover(self, lost_worker_ids: Sequence[str], stale_after: float) -> list[RecoveredJob]:
+        """Take back running jobs whose lease expired or whose worker is known lost.
+
+        Each such job's `recoveries` goes up by one; it becomes `pending`, runnable
+        now, without charging an attempt, or `dead` once `recoveries` reaches
+        `max(max_retries, 1)`. Rows of lost workers and of workers silent for
+        more than `stale_after` seconds are deleted.
+        """
+
+    @abc.abstractmethod
+    def list_workers(self) -> list[WorkerInfo]:
+        """Registered workers with the jobs each is running, oldest first."""
+
+    @abc.abstractmethod
+    def request_stop(self, worker_ids: Sequence[str]) -> int:
+        """Ask these workers to stop gracefully; returns how many were asked."""
+
+    # -- settings ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def get_config(self) -> dict[str, str]:
+        """Stored settings as raw strings (defaults are not stored)."""
+
+    @abc.abstractmethod
+    def set_config(self, key: str, value: str) -> None:
+        """Store one setting (already validated by the caller)."""
+
+    # -- plumbing ------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def now(self) -> float:
+        """The store's idea of the current time, epoch seconds."""
+
+    @abc.abstractmethod
+    def changed(self) -> bool:
+        """Cheap check: did anyone commit a change since the last call? Used to wake
+        idle workers; a False may be stale, a True may be spurious."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the connection. The store is unusable afterwards."""

@@ -1,0 +1,489 @@
+"""SQLite implementation of the storage interface (the embedded default).
+
+Concurrency model: WAL journal, so readers never block the writer; every write
+is one short `BEGIN IMMEDIATE` transaction, which takes SQLite's single write
+lock up front (a deferred transaction that upgrades can fail with "database is
+locked" without ever consulting the busy handler); a busy timeout makes waiting
+writers queue, and `_retry_busy` retries the whole operation if SQLite still
+reports busy, so "database is locked" never reaches a user.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from functools import wraps
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from queuectl.errors import (
+    DuplicateJob,
+    JobNotFound,
+    SchemaError,
+    StorageBusy,
+    StorageError,
+    StorageUnavailable,
+    WrongState,
+)
+from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
+from queuectl.storage.base import Store
+from queuectl.storage.sqlfile import load_queries, migration_scripts
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+BUSY_TIMEOUT = 5.0  # seconds SQLite's own busy handler waits per statement
+BUSY_GIVE_UP = 120.0  # seconds of retrying before StorageBusy reaches the user
+Q = load_queries("sqlite.sql")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _retry_busy(method: Callable[P, R]) -> Callable[P, R]:
+    """Run a store operation again while SQLite says the database is busy.
+
+    Each operation is a single transaction that was rolled back, so running it
+    again is safe. Other driver errors are translated into StorageError.
+    """
+
+    @wraps(method)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        deadline = time.monotonic() + BUSY_GIVE_UP
+        pause = 0.005
+        while True:
+            try:
+                return method(*args, **kwargs)
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc):
+                    raise _translate(exc) from exc
+                if time.monotonic() > deadline:
+                    raise StorageBusy() from exc
+                time.sleep(pause)  # nothing to wake us early: another process holds the lock
+                pause = min(pause * 2, 0.2)
+            except sqlite3.DatabaseError as exc:
+                raise _translate(exc) from exc
+
+    return wrapper
+
+
+def _translate(exc: sqlite3.Error) -> StorageError:
+    text = str(exc)
+    if "readonly" in text or "read-only" in text:
+        return StorageUnavailable(f"the database is read-only: {text}")
+    if "not a database" in text or "malformed" in text or "corrupt" in text:
+        return StorageUnavailable(f"the database file is damaged or not a queuectl database ({text})")
+    if "disk" in text and "full" in text:
+        return StorageError(f"the disk is full: {text}")
+    if "unable to open" in text:
+        return StorageUnavailable(f"cannot open the database: {text}")
+    return StorageError(f"database error: {text}")
+
+
+def _queues_param(queues: Sequence[str]) -> str | None:
+    return json.dumps(list(queues)) if queues else None
+
+
+class SQLiteStore(Store):
+    """A queue in one SQLite file. See the module docstring for its locking."""
+
+    backend = "sqlite"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        durable: bool = True,
+        clock: Callable[[], float] = time.time,
+        migrate: bool = True,
+    ) -> None:
+        """Open (creating if needed) the database at `path`.
+
+        `durable`: commits are synced to disk before returning (`synchronous=FULL`),
+        as every write that acknowledges something to a user must be. Workers pass
+        False for their bookkeeping: after a power loss at worst a finished run is
+        forgotten and the job runs again (at-least-once holds).
+        """
+        self.path = Path(path).expanduser()
+        self.location = str(self.path)
+        self._clock = clock
+        self._conn = self._connect(durable)
+        if migrate:
+            self._migrate()
+
+    # -- connection and schema -------------------------------------------------------------
+
+    def _connect(self, durable: bool) -> sqlite3.Connection:
+        _create_private_file(self.path)
+        try:
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA synchronous = {'FULL' if durable else 'NORMAL'}")
+            # Reading the header here turns "not a database" into an error at open time.
+            conn.execute("PRAGMA user_version").fetchone()
+        except sqlite3.Error as exc:
+            raise _translate(exc) from exc
+        return conn
+
+    @_retry_busy
+    def _migrate(self) -> None:
+        scripts = migration_scripts("sqlite")
+        latest = scripts[-1][0]
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        if version == latest:
+            return
+        if version > latest:
+            raise SchemaError(
+                f"{self.path} has schema version {version}, newer than this queuectl "
+                f"({latest}); upgrade queuectl"
+            )
+        # WAL lets readers run while a writer commits; the mode is stored in the file.
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._conn.execute("PRAGMA journal_mode = WAL")
+        with self._write() as conn:
+            conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations ("
+                "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
+            )
+            # Re-read inside the write lock: another process may have migrated meanwhile.
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            for number, name, sql in scripts:
+                if number <= version:
+                    continue
+                for statement in _split_statements(sql):
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                    (number, name, self._clock()),
+                )
+                conn.execute(f"PRAGMA user_version = {number}")
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction holding SQLite's write lock from its first statement."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+        try:
+            self._conn.execute("COMMIT")
+        except BaseException:
+            if self._conn.in_transaction:
+                self._conn.execute("ROLLBACK")
+            raise
+
+    def now(self) -> float:
+        return self._clock()
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def changed(self) -> bool:
+        version = self._conn.execute("PRAGMA data_version").fetchone()[0]
+        previous = getattr(self, "_data_version", None)
+        self._data_version = version
+        return previous is not None and version != previous
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    @_retry_busy
+    def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
+        now = self._clock()
+        rows = [
+            (
+                j.id,
+                j.command,
+                j.max_retries,
+                j.priority,
+                j.queue,
+                j.timeout,
+                now if j.run_at is None else j.run_at,
+                now,
+                now,
+            )
+            for j in jobs
+        ]
+        try:
+            with self._write() as conn:
+                conn.executemany(Q["insert_job"], rows)
+        except sqlite3.IntegrityError as exc:
+            raise _duplicate_error(jobs, self) from exc
+        return [
+            Job(
+                id=r[0],
+                command=r[1],
+                state=JobState.PENDING,
+                attempts=0,
+                max_retries=r[2],
+                priority=r[3],
+                queue=r[4],
+                timeout=r[5],
+                next_attempt_at=r[6],
+                created_at=now,
+                updated_at=now,
+                started_at=None,
+                finished_at=None,
+                exit_code=None,
+                last_error=None,
+                worker_id=None,
+                lease_expires_at=None,
+                runs=0,
+                recoveries=0,
+            )
+            for r in rows
+        ]
+
+    @_retry_busy
+    def claim(self, worker_id: str, queues: Sequence[str], lease_seconds: float) -> Job | None:
+        now = self._clock()
+        with self._write() as conn:
+            row = conn.execute(
+                Q["claim_job"],
+                {
+                    "worker_id": worker_id,
+                    "now": now,
+                    "lease_until": now + lease_seconds,
+                    "queues": _queues_param(queues),
+                },
+            ).fetchone()
+        return Job.from_row(row) if row else None
+
+    @_retry_busy
+    def complete(self, job_id: str, run: int, worker_id: str, exit_code: int) -> bool:
+        params = {
+            "id": job_id,
+            "run": run,
+            "worker_id": worker_id,
+            "exit_code": exit_code,
+            "now": self._clock(),
+        }
+        with self._write() as conn:
+            return conn.execute(Q["complete_job"], params).rowcount == 1
+
+    @_retry_busy
+    def fail(
+        self,
+        job_id: str,
+        run: int,
+        worker_id: str,
+        *,
+        attempts: int,
+        dead: bool,
+        retry_in: float,
+        exit_code: int | None,
+        error: str,
+    ) -> bool:
+        now = self._clock()
+        params = {
+            "id": job_id,
+            "run": run,
+            "worker_id": worker_id,
+            "state": JobState.DEAD.value if dead else JobState.FAILED.value,
+            "attempts": attempts,
+            "exit_code": exit_code,
+            "error": error,
+            "now": now,
+            "next_attempt_at": None if dead else now + retry_in,
+        }
+        with self._write() as conn:
+            return conn.execute(Q["fail_job"], params).rowcount == 1
+
+    @_retry_busy
+    def release(self, job_id: str, run: int, worker_id: str, reason: str) -> bool:
+        params = {
+            "id": job_id,
+            "run": run,
+            "worker_id": worker_id,
+            "reason": reason,
+            "now": self._clock(),
+        }
+        with self._write() as conn:
+            return conn.execute(Q["release_job"], params).rowcount == 1
+
+    @_retry_busy
+    def get_job(self, job_id: str) -> Job:
+        row = self._conn.execute(Q["get_job"], {"id": job_id}).fetchone()
+        if row is None:
+            raise JobNotFound(f"no job with id {job_id!r}")
+        return Job.from_row(row)
+
+    @_retry_busy
+    def list_jobs(
+        self, state: JobState | None = None, queue: str | None = None, limit: int | None = None
+    ) -> list[Job]:
+        params: dict[str, Any] = {"queue": queue, "limit": -1 if limit is None else limit}
+        if state is None:
+            rows = self._conn.execute(Q["list_jobs"], params)
+        else:
+            rows = self._conn.execute(Q["list_jobs_in_state"], {**params, "state": state.value})
+        return [Job.from_row(r) for r in rows]
+
+    @_retry_busy
+    def count_by_state(self) -> dict[JobState, int]:
+        return {JobState(s): n for s, n in self._conn.execute(Q["count_by_state"])}
+
+    @_retry_busy
+    def retry_dead(self, job_id: str) -> Job:
+        with self._write() as conn:
+            row = conn.execute(Q["retry_dead_job"], {"id": job_id, "now": self._clock()}).fetchone()
+        if row is None:
+            job = self.get_job(job_id)
+            raise WrongState(f"job {job_id} is {job.state.value}, not dead; only dead jobs can be retried")
+        return Job.from_row(row)
+
+    @_retry_busy
+    def cancel(self, job_id: str) -> Job:
+        with self._write() as conn:
+            row = conn.execute(Q["cancel_job"], {"id": job_id, "now": self._clock()}).fetchone()
+        if row is None:
+            job = self.get_job(job_id)
+            raise WrongState(
+                f"job {job_id} is {job.state.value}; only pending or failed jobs can be canceled"
+            )
+        return Job.from_row(row)
+
+    @_retry_busy
+    def next_due_at(self, queues: Sequence[str]) -> float | None:
+        row = self._conn.execute(Q["next_due_at"], {"queues": _queues_param(queues)}).fetchone()
+        return None if row[0] is None else float(row[0])
+
+    # -- workers and leases -----------------------------------------------------------------
+
+    @_retry_busy
+    def register_worker(self, worker: WorkerInfo) -> None:
+        with self._write() as conn:
+            conn.execute(Q["register_worker"], _worker_params(worker, self._clock()))
+
+    @_retry_busy
+    def deregister_worker(self, worker_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(Q["deregister_worker"], {"id": worker_id})
+
+    @_retry_busy
+    def heartbeat(self, worker: WorkerInfo, lease_seconds: float) -> Heartbeat:
+        now = self._clock()
+        with self._write() as conn:
+            held = conn.execute(
+                Q["renew_leases"], {"worker_id": worker.id, "lease_until": now + lease_seconds}
+            ).fetchall()
+            row = conn.execute(Q["touch_worker"], {"id": worker.id, "now": now}).fetchone()
+            if row is None:
+                conn.execute(Q["register_worker"], _worker_params(worker, now))
+        return Heartbeat(
+            held_job_ids=frozenset(r[0] for r in held),
+            stop_requested=bool(row[0]) if row else False,
+        )
+
+    @_retry_busy
+    def recover(self, lost_worker_ids: Sequence[str], stale_after: float) -> list[RecoveredJob]:
+        now = self._clock()
+        lost = json.dumps(list(lost_worker_ids))
+        with self._write() as conn:
+            rows = conn.execute(Q["recover_jobs"], {"now": now, "lost": lost}).fetchall()
+            conn.execute(
+                Q["prune_workers"], {"now": now, "lost": lost, "stale_after": stale_after}
+            )
+        return [RecoveredJob(id=r[0], worker_id=r[1], state=JobState(r[2])) for r in rows]
+
+    @_retry_busy
+    def list_workers(self) -> list[WorkerInfo]:
+        current: dict[str, list[str]] = {}
+        for worker_id, job_id in self._conn.execute(Q["running_jobs_by_worker"]):
+            current.setdefault(worker_id, []).append(job_id)
+        return [
+            WorkerInfo(
+                id=r["id"],
+                host=r["host"],
+                pid=r["pid"],
+                started_at=r["started_at"],
+                last_heartbeat=r["last_heartbeat"],
+                concurrency=r["concurrency"],
+                queues=tuple(json.loads(r["queues"])),
+                stop_requested=bool(r["stop_requested"]),
+                current_jobs=tuple(current.get(r["id"], ())),
+            )
+            for r in self._conn.execute(Q["list_workers"])
+        ]
+
+    @_retry_busy
+    def request_stop(self, worker_ids: Sequence[str]) -> int:
+        with self._write() as conn:
+            return conn.execute(Q["request_stop"], {"ids": json.dumps(list(worker_ids))}).rowcount
+
+    # -- settings ------------------------------------------------------------------------------
+
+    @_retry_busy
+    def get_config(self) -> dict[str, str]:
+        return dict(self._conn.execute(Q["get_config"]).fetchall())
+
+    @_retry_busy
+    def set_config(self, key: str, value: str) -> None:
+        with self._write() as conn:
+            conn.execute(Q["set_config"], {"key": key, "value": value})
+
+
+def _worker_params(worker: WorkerInfo, now: float) -> dict[str, Any]:
+    return {
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "started_at": worker.started_at,
+        "now": now,
+        "concurrency": worker.concurrency,
+        "queues": json.dumps(list(worker.queues)),
+    }
+
+
+def _duplicate_error(jobs: Sequence[NewJob], store: SQLiteStore) -> DuplicateJob:
+    seen: set[str] = set()
+    for job in jobs:
+        if job.id in seen:
+            return DuplicateJob(f"job id {job.id!r} appears twice in the input; nothing was added")
+        seen.add(job.id)
+    for job in jobs:
+        try:
+            store.get_job(job.id)
+        except JobNotFound:
+            continue
+        return DuplicateJob(f"a job with id {job.id!r} already exists; nothing was added")
+    return DuplicateJob("duplicate job id; nothing was added")
+
+
+def _create_private_file(path: Path) -> None:
+    """Create the database file and its directory private to the user (0700/0600).
+
+    SQLite gives its -wal and -shm files the database file's permissions.
+    """
+    if path.exists():
+        return
+    try:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
+        os.close(fd)
+    except OSError as exc:
+        raise StorageUnavailable(f"cannot create the database {path}: {exc.strerror}") from exc
+
+
+def _split_statements(script: str) -> Iterator[str]:
+    """Split a migration script into complete statements (comments kept, harmless)."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in buffer.splitlines()
+    ):
+        raise SchemaError("a migration script ends with an incomplete statement")

@@ -1,0 +1,70 @@
+"""Time formats: epoch seconds inside, ISO-8601 UTC with a `Z` outside."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+
+from queuectl.errors import InvalidInput
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+
+
+def to_iso(ts: float | None) -> str | None:
+    """Render epoch seconds as ISO-8601 UTC with millisecond precision and a `Z`."""
+    if ts is None:
+        return None
+    dt = datetime.fromtimestamp(ts, tz=UTC)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+
+
+def parse_instant(text: str) -> float:
+    """Parse an ISO-8601 date-time into epoch seconds.
+
+    `Z` or an explicit offset is honoured; a time without one is local time,
+    as a person typing at a terminal means it (documented in DECISIONS.md).
+    """
+    raw = text.strip()
+    if not raw:
+        raise InvalidInput("run_at: empty date-time")
+    try:
+        dt = datetime.fromisoformat(raw.replace("z", "Z"))
+    except ValueError:
+        raise InvalidInput(
+            f"run_at: {text!r} is not an ISO-8601 date-time (e.g. 2026-11-29T10:30:00Z)"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.astimezone()  # local time
+    return dt.timestamp()
+
+
+def parse_duration(value: object, field: str) -> float:
+    """Parse seconds given as a number or as text like `90`, `1.5`, `30s`, `5m`, `2h`, `1d`."""
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field}: expected a number of seconds, got {value!r}")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    elif isinstance(value, str):
+        match = _DURATION.match(value)
+        if not match:
+            raise InvalidInput(
+                f"{field}: {value!r} is not a duration (seconds, or e.g. 30s, 5m, 2h, 1d)"
+            )
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    else:
+        raise InvalidInput(f"{field}: expected a number of seconds, got {value!r}")
+    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
+        raise InvalidInput(f"{field}: must be a non-negative number of seconds")
+    return seconds
+
+
+def format_seconds(seconds: float) -> str:
+    """Short human form of a duration: `0.4s`, `12s`, `3m20s`, `2h05m`."""
+    if seconds < 10:
+        return f"{seconds:.1f}s"
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+    return f"{int(seconds // 3600)}h{int(seconds % 3600 // 60):02d}m"
