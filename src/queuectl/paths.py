@@ -23,4 +23,6 @@ def resolve_db(option: str | None) -> str:
 def logs_dir_for(db_target: str) -> Path:
     """Job logs sit beside a SQLite database (`queuectl.db` -> `queuectl.logs/`)."""
     path = Path(db_target).expanduser()
-    return path.with_name(path.stem + ".logs") if path.suffix else path.with_name(path.name + ".logs")
+    return (
+        path.with_name(path.stem + ".logs") if path.suffix else path.with_name(path.name + ".logs")
+    )

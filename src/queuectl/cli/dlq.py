@@ -19,7 +19,7 @@ def dlq() -> None:
 @pass_app
 def dlq_list(app: AppContext, limit: int | None, as_json: bool) -> None:
     """List dead jobs, oldest first."""
-    jobs = app.service().list("dead", None, limit)
+    jobs = app.service().list_jobs("dead", None, limit)
     if as_json:
         emit_json([j.to_dict() for j in jobs])
     elif jobs:

@@ -13,8 +13,13 @@ from queuectl.errors import InvalidInput
 
 @cli.command()
 @click.argument("job_json", metavar="JSON", required=False)
-@click.option("--file", "-f", "file", type=click.Path(dir_okay=False, allow_dash=True),
-              help="Read many jobs, one JSON object per line ('-' for stdin); all or nothing.")
+@click.option(
+    "--file",
+    "-f",
+    "file",
+    type=click.Path(dir_okay=False, allow_dash=True),
+    help="Read many jobs, one JSON object per line ('-' for stdin); all or nothing.",
+)
 @click.option("--id", "job_id", help="Job id (default: a new UUID).")
 @click.option("--max-retries", type=int, help="Failed runs allowed before the job is dead.")
 @click.option("--priority", type=int, help="Higher runs first (default 0).")
@@ -26,6 +31,7 @@ from queuectl.errors import InvalidInput
 @pass_app
 def enqueue(
     app: AppContext,
+    /,
     job_json: str | None,
     file: str | None,
     as_json: bool,

@@ -31,14 +31,18 @@ def status(app: AppContext, as_json: bool) -> None:
 
 
 @cli.command(name="list")
-@click.option("--state", help="pending, running (or processing), completed, failed, dead, canceled.")
+@click.option(
+    "--state", help="pending, running (or processing), completed, failed, dead, canceled."
+)
 @click.option("--queue", help="Only jobs in this queue.")
 @click.option("--limit", type=int, help="At most this many jobs (default: all).")
 @json_option
 @pass_app
-def list_jobs(app: AppContext, state: str | None, queue: str | None, limit: int | None, as_json: bool) -> None:
+def list_jobs(
+    app: AppContext, state: str | None, queue: str | None, limit: int | None, as_json: bool
+) -> None:
     """List jobs, oldest first."""
-    jobs = app.service().list(state, queue, limit)
+    jobs = app.service().list_jobs(state, queue, limit)
     if as_json:
         emit_json([j.to_dict() for j in jobs])
     elif jobs:

@@ -23,7 +23,9 @@ def emit_json(document: Any) -> None:
 
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns separated by two spaces; the last column is not padded."""
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    widths = [
+        max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)
+    ]
     lines = []
     for cells in (headers, *rows):
         padded = [c.ljust(widths[i]) for i, c in enumerate(cells[:-1])]

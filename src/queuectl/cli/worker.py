@@ -17,9 +17,17 @@ def worker() -> None:
 
 
 @worker.command(name="start")
-@click.option("--count", "-c", default=1, show_default=True, type=click.IntRange(1, 1024),
-              help="How many jobs to run at a time.")
-@click.option("--queue", "queues", multiple=True, help="Only take jobs from this queue (repeatable).")
+@click.option(
+    "--count",
+    "-c",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 1024),
+    help="How many jobs to run at a time.",
+)
+@click.option(
+    "--queue", "queues", multiple=True, help="Only take jobs from this queue (repeatable)."
+)
 @click.option("--quiet", "-q", is_flag=True, help="Do not echo job output and per-job events.")
 @pass_app
 def worker_start(app: AppContext, count: int, queues: tuple[str, ...], quiet: bool) -> None:
@@ -57,13 +65,17 @@ def worker_stop(app: AppContext, no_wait: bool, timeout: float | None) -> None:
     def progress(remaining: int) -> None:
         sys.stderr.write(f"queuectl: waiting for {remaining} worker(s) to finish running jobs...\n")
 
-    asked, remaining = app.service().stop_workers(wait=not no_wait, timeout=timeout, progress=progress)
+    asked, remaining = app.service().stop_workers(
+        wait=not no_wait, timeout=timeout, progress=progress
+    )
     if asked == 0:
         click.echo("No workers running.")
     elif no_wait:
         click.echo(f"Asked {asked} worker(s) to stop.")
     elif remaining:
-        click.echo(f"Stopped {asked - remaining} of {asked} worker(s); {remaining} still finishing.")
+        click.echo(
+            f"Stopped {asked - remaining} of {asked} worker(s); {remaining} still finishing."
+        )
         sys.exit(1)
     else:
         click.echo(f"Stopped {asked} worker(s).")

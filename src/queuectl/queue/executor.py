@@ -14,6 +14,7 @@ group is killed too, so no job leaves processes behind.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import selectors
@@ -289,10 +290,8 @@ class Executor:
         )
 
     def _signal_group(self, run: _Run, sig: int) -> None:
-        try:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(run.proc.pid, sig)
-        except (ProcessLookupError, PermissionError):
-            pass
 
     def _guard(self, line: str) -> None:
         if self._watchdog is None or self._watchdog.stdin is None:

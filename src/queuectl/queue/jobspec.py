@@ -32,7 +32,7 @@ def parse_json_object(text: str, where: str = "job") -> dict[str, Any]:
     except RecursionError:
         raise InvalidInput(f"{where}: JSON nested too deeply") from None
     if not isinstance(value, dict):
-        raise InvalidInput(f"{where}: expected a JSON object like {{\"command\": \"echo hi\"}}")
+        raise InvalidInput(f'{where}: expected a JSON object like {{"command": "echo hi"}}')
     return value
 
 

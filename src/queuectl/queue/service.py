@@ -6,6 +6,7 @@ It validates input, applies settings and talks to storage through the
 
 from __future__ import annotations
 
+import builtins
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
@@ -15,8 +16,8 @@ from typing import Any
 from queuectl.errors import InvalidInput, QueuectlError
 from queuectl.models import Job, JobState, WorkerInfo
 from queuectl.queue import settings as settings_mod
-from queuectl.queue.jobspec import build_jobs
 from queuectl.queue.joblog import log_path, read_log
+from queuectl.queue.jobspec import build_jobs
 from queuectl.queue.settings import Settings
 from queuectl.storage.base import Store
 
@@ -62,7 +63,9 @@ class QueueService:
     def get(self, job_id: str) -> Job:
         return self.store.get_job(job_id)
 
-    def list(self, state: str | None = None, queue: str | None = None, limit: int | None = None) -> list[Job]:
+    def list_jobs(
+        self, state: str | None = None, queue: str | None = None, limit: int | None = None
+    ) -> list[Job]:
         parsed = parse_state(state) if state is not None else None
         if limit is not None and limit < 0:
             raise InvalidInput("--limit must be 0 or more (0 means no limit)")
@@ -89,7 +92,7 @@ class QueueService:
 
     # -- workers -------------------------------------------------------------------------------
 
-    def live_workers(self) -> list[WorkerInfo]:
+    def live_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that heartbeated within their lease (others are dead or dying)."""
         horizon = self.store.now() - self.settings().lease_timeout
         return [w for w in self.store.list_workers() if w.last_heartbeat >= horizon]
@@ -143,7 +146,9 @@ def parse_state(text: str) -> JobState:
         return JobState.parse(text)
     except ValueError:
         names = ", ".join(s.value for s in JobState)
-        raise InvalidInput(f"unknown state {text!r} (known: {names}; 'processing' = running)") from None
+        raise InvalidInput(
+            f"unknown state {text!r} (known: {names}; 'processing' = running)"
+        ) from None
 
 
 __all__ = ["QueueService", "QueuectlError", "Status", "parse_state"]

@@ -131,5 +131,7 @@ def validate_change(current: Settings, key: str, text: str) -> tuple[str, str]:
             f"({proposed.heartbeat_interval:g}s) must be at most half of lease_timeout "
             f"({proposed.lease_timeout:g}s)"
         )
-    stored = "none" if value is None else (str(value) if not isinstance(value, float) else repr(value))
+    stored = (
+        "none" if value is None else (str(value) if not isinstance(value, float) else repr(value))
+    )
     return name, stored

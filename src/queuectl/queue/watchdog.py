@@ -13,16 +13,17 @@ Run as `python -m queuectl.queue.watchdog`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sys
+from collections.abc import Iterable
 
 
-def watch(stream: object = None) -> int:
+def watch(source: Iterable[bytes]) -> int:
     """Read commands until EOF; kill listed groups unless told `exit`. Returns 0."""
-    source = sys.stdin.buffer if stream is None else stream
     groups: set[int] = set()
-    for raw in source:  # type: ignore[attr-defined]
+    for raw in source:
         line = raw.strip()
         if line == b"exit":
             return 0
@@ -34,10 +35,8 @@ def watch(stream: object = None) -> int:
         elif line[:1] == b"-":
             groups.discard(pgid)
     for pgid in groups:
-        try:
+        with contextlib.suppress(OSError):
             os.killpg(pgid, signal.SIGKILL)
-        except OSError:
-            pass
     return 0
 
 
@@ -46,4 +45,4 @@ if __name__ == "__main__":
     # but ignore them anyway in case someone signals the watchdog's group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    sys.exit(watch())
+    sys.exit(watch(sys.stdin.buffer))

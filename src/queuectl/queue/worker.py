@@ -8,6 +8,7 @@ of lost workers. Signal handlers only set flags; the loop acts on them.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -150,7 +151,9 @@ class Worker:
             f"queues {', '.join(self.queues) or 'all'}, pid {self.info.pid}, "
             f"db {self.store.location}"
         )
-        self._hb_thread = threading.Thread(target=self._heartbeat_loop, name="heartbeat", daemon=True)
+        self._hb_thread = threading.Thread(
+            target=self._heartbeat_loop, name="heartbeat", daemon=True
+        )
         self._hb_thread.start()
 
     @property
@@ -188,7 +191,9 @@ class Worker:
         if force and not self._forced:
             self._forced = True
             if self._running:
-                self._event(f"stopping now: ending {len(self._running)} job(s), they go back to pending")
+                self._event(
+                    f"stopping now: ending {len(self._running)} job(s), they go back to pending"
+                )
             self.executor.stop_all()
 
     # -- one iteration -----------------------------------------------------------------------
@@ -219,7 +224,9 @@ class Worker:
         if held is not None:
             for job_id, running in list(self._running.items()):
                 if job_id not in held and running.claimed_at < held_since:
-                    self._event(f"[{job_id}] lease lost to another worker; stopping this run", job_id)
+                    self._event(
+                        f"[{job_id}] lease lost to another worker; stopping this run", job_id
+                    )
                     running.job = _lost(running.job)
                     self.executor.stop(job_id, grace=0)
 
@@ -260,7 +267,10 @@ class Worker:
     def _launch(self, job: Job) -> None:
         attempt = job.attempts + 1
         self._running[job.id] = _Running(job=job, claimed_at=time.monotonic())
-        self._event(f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): {job.command}", job.id)
+        self._event(
+            f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): {job.command}",
+            job.id,
+        )
         header = (
             f"=== run {job.runs} (attempt {attempt}) started {to_iso(self.store.now())} "
             f"on {self.info.host} by {self.id} ===\n"
@@ -284,7 +294,9 @@ class Worker:
             self._event(f"[{job_id}] run ended after losing its lease; result discarded", job_id)
             return
         if outcome.interrupted:
-            ok = self.store.release(job.id, job.runs, self.id, "interrupted by worker shutdown (not charged)")
+            ok = self.store.release(
+                job.id, job.runs, self.id, "interrupted by worker shutdown (not charged)"
+            )
             message = "interrupted; back to pending (not charged)"
         elif outcome.succeeded:
             ok = self.store.complete(job.id, job.runs, self.id, outcome.exit_code or 0)
@@ -349,7 +361,11 @@ class Worker:
             if w.id != self.id and w.host == self.info.host and not pid_alive(w.pid)
         ]
         for job in store.recover(lost, stale_after=2 * self.settings.lease_timeout):
-            verdict = "dead (lost its worker too many times)" if job.state is JobState.DEAD else "pending again"
+            verdict = (
+                "dead (lost its worker too many times)"
+                if job.state is JobState.DEAD
+                else "pending again"
+            )
             self._event(f"[{job.id}] recovered from lost worker {job.worker_id}: {verdict}", job.id)
         if lost:
             self._claim_now = True
@@ -374,10 +390,9 @@ class Worker:
         self._wake()
 
     def _wake(self) -> None:
-        try:
+        # A full pipe already wakes the loop; a closed one means we are done.
+        with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # a full pipe already wakes the loop; a closed one means we are done
 
     def _echo_line(self, job_id: str, line: bytes) -> None:
         if self.quiet:

@@ -78,7 +78,9 @@ def _translate(exc: sqlite3.Error) -> StorageError:
     if "readonly" in text or "read-only" in text:
         return StorageUnavailable(f"the database is read-only: {text}")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
-        return StorageUnavailable(f"the database file is damaged or not a queuectl database ({text})")
+        return StorageUnavailable(
+            f"the database file is damaged or not a queuectl database ({text})"
+        )
     if "disk" in text and "full" in text:
         return StorageError(f"the disk is full: {text}")
     if "unable to open" in text:
@@ -339,7 +341,9 @@ class SQLiteStore(Store):
             row = conn.execute(Q["retry_dead_job"], {"id": job_id, "now": self._clock()}).fetchone()
         if row is None:
             job = self.get_job(job_id)
-            raise WrongState(f"job {job_id} is {job.state.value}, not dead; only dead jobs can be retried")
+            raise WrongState(
+                f"job {job_id} is {job.state.value}, not dead; only dead jobs can be retried"
+            )
         return Job.from_row(row)
 
     @_retry_busy
@@ -391,9 +395,7 @@ class SQLiteStore(Store):
         lost = json.dumps(list(lost_worker_ids))
         with self._write() as conn:
             rows = conn.execute(Q["recover_jobs"], {"now": now, "lost": lost}).fetchall()
-            conn.execute(
-                Q["prune_workers"], {"now": now, "lost": lost, "stale_after": stale_after}
-            )
+            conn.execute(Q["prune_workers"], {"now": now, "lost": lost, "stale_after": stale_after})
         return [RecoveredJob(id=r[0], worker_id=r[1], state=JobState(r[2])) for r in rows]
 
     @_retry_busy
