@@ -16,6 +16,7 @@ from typing import Any
 from queuectl.errors import InvalidInput, QueuectlError
 from queuectl.models import Job, JobState, WorkerInfo
 from queuectl.queue import settings as settings_mod
+from queuectl.queue.hostinfo import known_dead
 from queuectl.queue.joblog import log_path, read_log
 from queuectl.queue.jobspec import build_jobs
 from queuectl.queue.settings import Settings
@@ -93,9 +94,13 @@ class QueueService:
     # -- workers -------------------------------------------------------------------------------
 
     def live_workers(self) -> builtins.list[WorkerInfo]:
-        """Workers that heartbeated within their lease (others are dead or dying)."""
+        """Workers that heartbeated within their lease and are not known to be dead."""
         horizon = self.store.now() - self.settings().lease_timeout
-        return [w for w in self.store.list_workers() if w.last_heartbeat >= horizon]
+        return [
+            w
+            for w in self.store.list_workers()
+            if w.last_heartbeat >= horizon and not known_dead(w.host, w.pid)
+        ]
 
     def stop_workers(
         self,

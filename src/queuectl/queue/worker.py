@@ -11,7 +11,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -25,6 +24,7 @@ from typing import Any, TextIO
 from queuectl.errors import QueuectlError
 from queuectl.models import Job, JobState, WorkerInfo
 from queuectl.queue.executor import Executor, Outcome
+from queuectl.queue.hostinfo import hostname, known_dead
 from queuectl.queue.joblog import log_path
 from queuectl.queue.retry import RetryPolicy
 from queuectl.queue.settings import Settings
@@ -40,17 +40,6 @@ SETTINGS_REFRESH = 2.0  # seconds between re-reads of the shared settings
 def new_worker_id() -> str:
     """A fresh identity per `worker start` (never the host name: hosts run many)."""
     return f"w-{uuid.uuid4().hex[:10]}"
-
-
-def pid_alive(pid: int) -> bool:
-    """Whether a process with this pid exists on this host."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 @dataclass
@@ -99,7 +88,7 @@ class Worker:
         self.executor = executor or Executor(on_line=self._echo_line)
         self.info = WorkerInfo(
             id=worker_id or new_worker_id(),
-            host=socket.gethostname(),
+            host=hostname(),
             pid=os.getpid(),
             started_at=store.now(),
             last_heartbeat=store.now(),
@@ -355,11 +344,7 @@ class Worker:
         self._wake()
 
     def _recover(self, store: Store) -> None:
-        lost = [
-            w.id
-            for w in store.list_workers()
-            if w.id != self.id and w.host == self.info.host and not pid_alive(w.pid)
-        ]
+        lost = [w.id for w in store.list_workers() if w.id != self.id and known_dead(w.host, w.pid)]
         for job in store.recover(lost, stale_after=2 * self.settings.lease_timeout):
             verdict = (
                 "dead (lost its worker too many times)"
