@@ -6,7 +6,9 @@ Everything is checked before anything is stored, so bad input changes nothing.
 from __future__ import annotations
 
 import json
+import os
 import re
+import time
 import uuid
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -57,7 +59,7 @@ def build_job(
 
     job_id = spec.get("id")
     if job_id is None:
-        job_id = str(uuid.uuid4())
+        job_id = new_job_id()
     elif not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id):
         raise InvalidInput(
             f"{where}: 'id' must be 1-128 letters, digits, '.', '_' or '-', "
@@ -113,6 +115,25 @@ def build_jobs(
             raise InvalidInput(f"job id {job.id!r} appears twice in the input; nothing was added")
         seen.add(job.id)
     return jobs
+
+
+def new_job_id() -> str:
+    """A time-ordered UUID (version 7: 48-bit milliseconds, then 74 random bits).
+
+    Ids that grow with time keep inserts into the unique index on `id` at its
+    right edge; random UUIDv4s scatter them and make big batches several times
+    slower. They also sort in creation order, which people appreciate in lists.
+    """
+    millis = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (
+        (millis & (2**48 - 1)) << 80
+        | 0x7 << 76
+        | ((rand >> 62) & 0xFFF) << 64
+        | 0b10 << 62
+        | (rand & (2**62 - 1))
+    )
+    return str(uuid.UUID(int=value))
 
 
 def _int_field(

@@ -251,7 +251,7 @@ class SQLiteStore(Store):
         now = self._clock()
         with self._write() as conn:
             row = conn.execute(
-                Q["claim_job"],
+                Q["claim_job_in_queues" if queues else "claim_job"],
                 {
                     "worker_id": worker_id,
                     "now": now,

@@ -8,6 +8,8 @@ VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?);
 -- name: claim_job
 -- One statement inside BEGIN IMMEDIATE: the subquery picks the best runnable job
 -- and the UPDATE marks it running; no other connection can write in between.
+-- INDEXED BY: without statistics the planner prefers jobs_by_state and sorts every
+-- waiting job; the claim-order index makes a claim read its first due entry.
 UPDATE jobs
    SET state = 'running',
        worker_id = :worker_id,
@@ -17,12 +19,37 @@ UPDATE jobs
        updated_at = :now,
        lease_expires_at = :lease_until
  WHERE seq = (
-        SELECT seq FROM jobs
+        SELECT seq FROM jobs INDEXED BY jobs_claim_order
          WHERE state IN ('pending', 'failed')
            AND next_attempt_at <= :now
-           AND (:queues IS NULL OR queue IN (SELECT value FROM json_each(:queues)))
          ORDER BY priority DESC, seq
          LIMIT 1)
+RETURNING *;
+
+-- name: claim_job_in_queues
+-- The same claim for a worker limited to some queues (:queues is a JSON array).
+-- The best due job of each queue comes from the per-queue index, then the best
+-- of those wins, so a worker of a small queue never scans another queue's backlog.
+WITH candidates AS (
+    SELECT j.seq, j.priority
+      FROM json_each(:queues) AS q
+      JOIN jobs AS j ON j.seq = (
+            SELECT seq FROM jobs INDEXED BY jobs_claim_by_queue
+             WHERE queue = q.value
+               AND state IN ('pending', 'failed')
+               AND next_attempt_at <= :now
+             ORDER BY priority DESC, seq
+             LIMIT 1)
+)
+UPDATE jobs
+   SET state = 'running',
+       worker_id = :worker_id,
+       runs = runs + 1,
+       started_at = :now,
+       finished_at = NULL,
+       updated_at = :now,
+       lease_expires_at = :lease_until
+ WHERE seq = (SELECT seq FROM candidates ORDER BY priority DESC, seq LIMIT 1)
 RETURNING *;
 
 -- name: complete_job

@@ -28,6 +28,10 @@ CREATE TABLE jobs (
 CREATE INDEX jobs_claim_order ON jobs (priority DESC, seq)
     WHERE state IN ('pending', 'failed');
 
+-- Claims of workers limited to some queues (worker start --queue).
+CREATE INDEX jobs_claim_by_queue ON jobs (queue, priority DESC, seq)
+    WHERE state IN ('pending', 'failed');
+
 -- list --state, status counts.
 CREATE INDEX jobs_by_state ON jobs (state, seq);
 
