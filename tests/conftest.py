@@ -166,9 +166,9 @@ class Queuectl:
         return worker
 
     def wait_state(self, job_id: str, state: str, timeout: float = 20.0) -> dict[str, Any]:
-        def reached() -> dict[str, Any] | None:
+        def reached() -> dict[str, Any]:
             job = self.job(job_id)
-            return job if job["state"] == state else None
+            return job if job["state"] == state else {}
 
         return wait_for(reached, timeout=timeout, message=f"job {job_id} to be {state}")
 
@@ -183,8 +183,8 @@ class Queuectl:
 def qctl(tmp_path: Path) -> Iterator[Queuectl]:
     """The real `queuectl` command on a private queue, with fast lease settings."""
     q = Queuectl(tmp_path)
-    q.run("config", "set", "lease_timeout", "3")
     q.run("config", "set", "heartbeat_interval", "0.5")
+    q.run("config", "set", "lease_timeout", "3")
     try:
         yield q
     finally:

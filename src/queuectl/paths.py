@@ -26,3 +26,17 @@ def logs_dir_for(db_target: str) -> Path:
     return (
         path.with_name(path.stem + ".logs") if path.suffix else path.with_name(path.name + ".logs")
     )
+
+
+def make_private_dir(path: Path) -> None:
+    """Create `path` and any missing parents with mode 0700 (existing ones are left as
+    they are): everything queuectl creates is private to the user."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        if current.parent == current:
+            break
+        current = current.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)

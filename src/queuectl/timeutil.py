@@ -9,6 +9,15 @@ from queuectl.errors import InvalidInput
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+#: Instants queuectl stores must be showable as ISO-8601: 1970-01-01 up to year 9999.
+LATEST_INSTANT = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+
+
+def check_instant(ts: float, field: str) -> float:
+    """Refuse an instant that could not be shown back as an ISO-8601 UTC time."""
+    if not 0 <= ts <= LATEST_INSTANT:
+        raise InvalidInput(f"{field}: the time must be between 1970 and the year 9999")
+    return ts
 
 
 def to_iso(ts: float | None) -> str | None:
@@ -34,9 +43,13 @@ def parse_instant(text: str) -> float:
         raise InvalidInput(
             f"run_at: {text!r} is not an ISO-8601 date-time (e.g. 2026-11-29T10:30:00Z)"
         ) from None
-    if dt.tzinfo is None:
-        dt = dt.astimezone()  # local time
-    return dt.timestamp()
+    try:
+        if dt.tzinfo is None:
+            dt = dt.astimezone()  # local time
+        ts = dt.timestamp()
+    except (ValueError, OverflowError, OSError):
+        raise InvalidInput(f"run_at: {text!r} is out of range") from None
+    return check_instant(ts, "run_at")
 
 
 def parse_duration(value: object, field: str) -> float:
@@ -44,7 +57,10 @@ def parse_duration(value: object, field: str) -> float:
     if isinstance(value, bool):
         raise InvalidInput(f"{field}: expected a number of seconds, got {value!r}")
     if isinstance(value, int | float):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            raise InvalidInput(f"{field}: {value!r} is too large") from None
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if not match:

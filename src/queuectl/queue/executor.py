@@ -21,6 +21,7 @@ import selectors
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -101,6 +102,7 @@ class Executor:
         self._selector = selectors.DefaultSelector()
         self._runs: dict[str, _Run] = {}
         self._watchdog: subprocess.Popen[bytes] | None = None
+        self._guard_lock = threading.Lock()  # the heartbeat thread writes lease lines too
         if guard:
             self._watchdog = subprocess.Popen(
                 [sys.executable, "-m", "queuectl.queue.watchdog"],
@@ -123,7 +125,12 @@ class Executor:
         env: Mapping[str, str],
         timeout: float | None = None,
     ) -> Outcome | None:
-        """Start `command` under `key`. Returns an Outcome at once if it could not start."""
+        """Start `command` under `key`. Returns an Outcome at once if it could not start.
+
+        A key names one run; starting a key that is still running is a caller bug.
+        """
+        if key in self._runs:
+            raise ValueError(f"run {key!r} is already running")
         try:
             log = JobLog(log_path, log_header)
         except OSError as exc:
@@ -293,14 +300,25 @@ class Executor:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(run.proc.pid, sig)
 
+    def guard_lease(self, seconds: float) -> None:
+        """Tell the watchdog to kill every job unless this is called again within `seconds`.
+
+        The worker calls it after each successful lease renewal, with a deadline
+        shortly before its leases expire: a worker that is frozen or cut off from
+        the database has its jobs stopped before another worker takes them over,
+        so no job ever runs twice at once. Thread-safe.
+        """
+        self._guard(f"lease {max(seconds, 0.0):.3f}")
+
     def _guard(self, line: str) -> None:
-        if self._watchdog is None or self._watchdog.stdin is None:
-            return
-        try:
-            self._watchdog.stdin.write(line.encode() + b"\n")
-            self._watchdog.stdin.flush()
-        except OSError:
-            pass  # the watchdog is gone: jobs still run, they just lose the crash guard
+        with self._guard_lock:
+            if self._watchdog is None or self._watchdog.stdin is None:
+                return
+            try:
+                self._watchdog.stdin.write(line.encode() + b"\n")
+                self._watchdog.stdin.flush()
+            except (OSError, ValueError):
+                pass  # the watchdog is gone: jobs still run, they just lose the guard
 
     def close(self) -> None:
         """Release everything. Runs still going are killed (callers stop them first)."""
@@ -309,10 +327,11 @@ class Executor:
             self._finish(run)
         if self._watchdog is not None:
             self._guard("exit")
-            assert self._watchdog.stdin is not None
-            self._watchdog.stdin.close()
-            self._watchdog.wait()
-            self._watchdog = None
+            with self._guard_lock:
+                assert self._watchdog.stdin is not None
+                self._watchdog.stdin.close()
+                self._watchdog.wait()
+                self._watchdog = None
         self._selector.close()
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from queuectl.paths import make_private_dir
+
 LOG_MAX_BYTES = 1024 * 1024  # per file; at most twice this is kept per job
 
 
@@ -28,7 +30,7 @@ class JobLog:
     """
 
     def __init__(self, path: Path, header: str, max_bytes: int = LOG_MAX_BYTES) -> None:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         self.path = path
         self.max_bytes = max_bytes
         self.error: str | None = None

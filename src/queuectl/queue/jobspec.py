@@ -16,13 +16,14 @@ from typing import Any
 from queuectl.errors import InvalidInput
 from queuectl.models import NewJob
 from queuectl.queue.settings import Settings
-from queuectl.timeutil import parse_duration, parse_instant
+from queuectl.timeutil import check_instant, parse_duration, parse_instant
 
 FIELDS = ("id", "command", "max_retries", "priority", "queue", "run_at", "delay", "timeout")
 ID_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_COMMAND_BYTES = 131_071  # Linux MAX_ARG_STRLEN less the NUL: the longest `sh -c` argument
 MAX_PRIORITY = 2**31 - 1
+_INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
 
 
 def parse_json_object(text: str, where: str = "job") -> dict[str, Any]:
@@ -33,6 +34,8 @@ def parse_json_object(text: str, where: str = "job") -> dict[str, Any]:
         raise InvalidInput(f"{where}: malformed JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
         raise InvalidInput(f"{where}: JSON nested too deeply") from None
+    except ValueError as exc:  # e.g. Python's limit on the digits of an integer
+        raise InvalidInput(f"{where}: malformed JSON: {exc}") from None
     if not isinstance(value, dict):
         raise InvalidInput(f'{where}: expected a JSON object like {{"command": "echo hi"}}')
     return value
@@ -85,7 +88,7 @@ def build_job(
             raise InvalidInput(f"{where}: 'run_at' must be an ISO-8601 date-time string")
         run_at = parse_instant(spec["run_at"])
     elif spec.get("delay") is not None:
-        run_at = now + parse_duration(spec["delay"], "delay")
+        run_at = check_instant(now + parse_duration(spec["delay"], "delay"), "delay")
 
     timeout = settings.job_timeout
     if "timeout" in spec:
@@ -143,7 +146,8 @@ def _int_field(
     if value is None:
         return default
     if isinstance(value, bool) or not isinstance(value, int):
-        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+        # Flags arrive as text; only plain ASCII digits (`"²".isdigit()` is True).
+        if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):
             value = int(value)
         else:
             raise InvalidInput(f"{where}: '{name}' must be a whole number; got {value!r}")

@@ -1,12 +1,19 @@
-"""The job watchdog: kills a dead worker's job process groups.
+"""The job watchdog: kills job process groups whose worker died or froze.
 
 Jobs run in their own sessions (so Ctrl+C in the worker's terminal does not
-reach them), which also means they would outlive a worker killed with SIGKILL.
-Each worker therefore starts this tiny process, in a session of its own, and
-tells it over a pipe which process groups it runs (`+PGID` / `-PGID` lines).
-When the pipe reaches end-of-file without a clean `exit` line the worker has
-died: the watchdog SIGKILLs every group still listed, so the dead worker's
-jobs stop at once and their runs have no side effects after the crash.
+reach them), which also means they would outlive a worker killed with SIGKILL,
+and keep running while a worker is frozen (SIGSTOP, a stalled VM) and its
+leases expire. Each worker therefore starts this tiny process, in a session of
+its own, and talks to it over a pipe, one command per line:
+
+- `+PGID` / `-PGID`: a job's process group started / ended;
+- `lease SECONDS`: the worker just renewed its leases; if no renewal follows
+  within SECONDS, kill every listed group (the worker is frozen or cut off from
+  the database, and another worker is about to take those jobs over);
+- `exit`: clean shutdown, kill nothing.
+
+At end-of-file without `exit` the worker has died: every listed group is
+SIGKILLed at once, so its jobs have no side effects after the crash.
 
 Run as `python -m queuectl.queue.watchdog`.
 """
@@ -15,34 +22,56 @@ from __future__ import annotations
 
 import contextlib
 import os
+import select
 import signal
 import sys
-from collections.abc import Iterable
+import time
 
 
-def watch(source: Iterable[bytes]) -> int:
-    """Read commands until EOF; kill listed groups unless told `exit`. Returns 0."""
-    groups: set[int] = set()
-    for raw in source:
-        line = raw.strip()
-        if line == b"exit":
-            return 0
-        if len(line) < 2 or not line[1:].isdigit():
-            continue
-        pgid = int(line[1:])
-        if line[:1] == b"+":
-            groups.add(pgid)
-        elif line[:1] == b"-":
-            groups.discard(pgid)
+def _kill(groups: set[int]) -> None:
     for pgid in groups:
-        with contextlib.suppress(OSError):
+        with contextlib.suppress(OSError):  # already gone
             os.killpg(pgid, signal.SIGKILL)
-    return 0
+    groups.clear()
+
+
+def watch(fd: int) -> int:
+    """Serve the protocol above on file descriptor `fd` until EOF or `exit`. Returns 0."""
+    groups: set[int] = set()
+    deadline: float | None = None  # monotonic
+    buffer = b""
+    while True:
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        readable, _, _ = select.select([fd], [], [], timeout)
+        if not readable:  # the lease ran out without a renewal
+            _kill(groups)
+            deadline = None
+            continue
+        chunk = os.read(fd, 4096)
+        if not chunk:
+            _kill(groups)
+            return 0
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.strip()
+            if line == b"exit":
+                return 0
+            if line.startswith(b"lease "):
+                try:
+                    deadline = time.monotonic() + float(line[6:])
+                except ValueError:
+                    continue
+            elif line[:1] in (b"+", b"-") and line[1:].isdigit():
+                if line[:1] == b"+":
+                    groups.add(int(line[1:]))
+                else:
+                    groups.discard(int(line[1:]))
 
 
 if __name__ == "__main__":
-    # The worker's terminal signals must not reach us; we are in our own session,
-    # but ignore them anyway in case someone signals the watchdog's group.
+    # We are in our own session, away from the worker's terminal; ignore its
+    # signals anyway in case someone signals the watchdog's group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
-    sys.exit(watch(sys.stdin.buffer))
+    sys.exit(watch(sys.stdin.fileno()))

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TextIO
 
-from queuectl.errors import QueuectlError
+from queuectl.errors import QueuectlError, StorageError
 from queuectl.models import Job, JobState, WorkerInfo
 from queuectl.queue.executor import Executor, Outcome
 from queuectl.queue.hostinfo import hostname, known_dead
@@ -35,6 +35,8 @@ IDLE_POLL_MIN = 0.002  # seconds between change checks right after activity
 IDLE_POLL_MAX = 0.010  # seconds: the cap idle polling backs off to (pickup latency bound)
 BUSY_WAIT = 0.5  # seconds the loop sleeps when every slot is busy (events wake it earlier)
 SETTINGS_REFRESH = 2.0  # seconds between re-reads of the shared settings
+STORAGE_RETRY_MAX = 5.0  # seconds: cap of the backoff while the database is unavailable
+RECORD_GIVE_UP = 60.0  # seconds a stopping worker keeps retrying to record outcomes
 
 
 def new_worker_id() -> str:
@@ -42,10 +44,40 @@ def new_worker_id() -> str:
     return f"w-{uuid.uuid4().hex[:10]}"
 
 
+def run_key(job: Job) -> str:
+    """The executor's key for one run: a job id can run again (after its lease was
+    taken over) while the old run is still being stopped."""
+    return f"{job.id}#{job.runs}"
+
+
 @dataclass
 class _Running:
     job: Job
     claimed_at: float  # monotonic
+    #: The lease was taken over: stop the run and discard its result.
+    lost: bool = False
+
+
+@dataclass
+class _Unrecorded:
+    """An ended run whose outcome is not written yet (or could not be, yet)."""
+
+    running: _Running
+    outcome: Outcome
+    #: It ended after the lease guard ran out: the watchdog may have killed it, and
+    #: its lease may be someone else's; never charge it as the job's failure.
+    past_guard: bool = False
+
+
+def guard_window(settings: Settings) -> float:
+    """Seconds after a lease renewal *began* at which the watchdog kills the jobs.
+
+    Shortly before the lease expires (at `lease_timeout`) and well after the next
+    heartbeat is due (at `heartbeat_interval`), so only a worker that missed
+    several renewals loses its jobs, and always before anyone can recover them.
+    """
+    margin = min(1.0, (settings.lease_timeout - settings.heartbeat_interval) / 2)
+    return settings.lease_timeout - margin
 
 
 @dataclass
@@ -98,7 +130,11 @@ class Worker:
         )
         self.settings = Settings.from_stored(store.get_config())
         self._settings_read = time.monotonic()
-        self._running: dict[str, _Running] = {}
+        self._running: dict[str, _Running] = {}  # by run_key()
+        self._unrecorded: list[_Unrecorded] = []
+        self._storage_retry_at = 0.0  # monotonic; no claims or records before it
+        self._storage_backoff = 0.0
+        self._stopping_since: float | None = None
         self._flags = _Flags()
         self._poll = IDLE_POLL_MIN
         self._due_at: float | None = None  # store clock: when a waiting job becomes runnable
@@ -111,6 +147,7 @@ class Worker:
         self.executor.add_wakeup_fd(self._wake_r)
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
+        self._guard_deadline = float("inf")  # monotonic; see guard_window()
 
     @property
     def id(self) -> str:
@@ -133,7 +170,9 @@ class Worker:
 
     def start(self) -> None:
         """Register this worker, recover lost jobs, start heartbeating."""
+        began = time.monotonic()
         self.store.register_worker(self.info)
+        self._renewed(began)
         self._recover(self.store)
         self._event(
             f"worker {self.id} started: {self.concurrency} slot(s), "
@@ -147,7 +186,18 @@ class Worker:
 
     @property
     def finished(self) -> bool:
-        return self._stopping and not self._running
+        if not self._stopping or self._running:
+            return False
+        if not self._unrecorded:
+            return True
+        assert self._stopping_since is not None
+        if time.monotonic() - self._stopping_since > RECORD_GIVE_UP:
+            self._event(
+                f"giving up recording {len(self._unrecorded)} outcome(s): the database is "
+                "unavailable; those jobs will be recovered and run again"
+            )
+            return True
+        return False
 
     def shutdown(self) -> None:
         """Stop heartbeating, deregister, release the executor and the wake-up pipe."""
@@ -156,6 +206,7 @@ class Worker:
             self._hb_thread.join()
             self._hb_thread = None
         if self._running:  # only on an unexpected error: give the jobs back
+            self.request_stop(force=True)
             self.executor.stop_all(grace=0)
             while self._running:
                 self.step(max_wait=0.1)
@@ -172,6 +223,7 @@ class Worker:
         """Stop claiming; with `force`, also stop running jobs and give them back."""
         if not self._stopping:
             self._stopping = True
+            self._stopping_since = time.monotonic()
             if self._running and not force:
                 self._event(
                     f"stopping: waiting for {len(self._running)} running job(s) to finish "
@@ -188,17 +240,60 @@ class Worker:
     # -- one iteration -----------------------------------------------------------------------
 
     def step(self, max_wait: float = BUSY_WAIT) -> None:
-        """One loop iteration: act on flags, claim into free slots, wait for events."""
+        """One loop iteration: act on flags, claim into free slots, wait for events.
+
+        A database that is unavailable (server down, disk full, busy for minutes)
+        does not stop the worker: claims pause and outcomes wait in memory, retried
+        with backoff, while running jobs go on.
+        """
         self._apply_flags()
-        claimed = self._fill_slots()
+        claimed = 0
+        if time.monotonic() >= self._storage_retry_at:
+            try:
+                self._record_pending_outcomes()
+                claimed = self._fill_slots()
+                self._storage_ok()
+            except StorageError as exc:
+                self._storage_failed(exc)
         if claimed:
             wait = 0.0
+        elif time.monotonic() < self._storage_retry_at:
+            wait = self._storage_retry_at - time.monotonic()
         elif not self._stopping and len(self._running) < self.concurrency:
             wait = self._idle_wait()
         else:
             wait = BUSY_WAIT
         for key, outcome in self.executor.poll(min(wait, max_wait)):
-            self._finish(key, outcome)
+            past_guard = time.monotonic() >= self._guard_deadline
+            self._unrecorded.append(_Unrecorded(self._running.pop(key), outcome, past_guard))
+        if time.monotonic() >= self._storage_retry_at:
+            try:
+                self._record_pending_outcomes()
+            except StorageError as exc:
+                self._storage_failed(exc)
+
+    def _storage_failed(self, exc: StorageError) -> None:
+        self._storage_backoff = min(max(self._storage_backoff * 2, 0.1), STORAGE_RETRY_MAX)
+        self._storage_retry_at = time.monotonic() + self._storage_backoff
+        self._event(
+            f"database unavailable, retrying in {format_seconds(self._storage_backoff)}: "
+            f"{exc.message}"
+        )
+
+    def _storage_ok(self) -> None:
+        if self._storage_backoff:
+            self._event("database available again")
+        self._storage_backoff = 0.0
+
+    def _record_pending_outcomes(self) -> None:
+        while self._unrecorded:
+            item = self._unrecorded[0]
+            outcome, reason = item.outcome, "interrupted by worker shutdown (not charged)"
+            if item.past_guard and not outcome.succeeded:
+                outcome = replace(outcome, interrupted=True)
+                reason = "stopped: its worker could not renew the lease in time (not charged)"
+            self._record(item.running, outcome, reason)
+            self._unrecorded.pop(0)
 
     def _apply_flags(self) -> None:
         signals = self._flags.signals
@@ -211,13 +306,14 @@ class Worker:
         elif signals == 1 or stop_requested:
             self.request_stop()
         if held is not None:
-            for job_id, running in list(self._running.items()):
-                if job_id not in held and running.claimed_at < held_since:
+            for key, running in self._running.items():
+                job_id = running.job.id
+                if job_id not in held and running.claimed_at < held_since and not running.lost:
                     self._event(
                         f"[{job_id}] lease lost to another worker; stopping this run", job_id
                     )
-                    running.job = _lost(running.job)
-                    self.executor.stop(job_id, grace=0)
+                    running.lost = True
+                    self.executor.stop(key, grace=0)
 
     def _fill_slots(self) -> int:
         if self._stopping or len(self._running) >= self.concurrency:
@@ -255,7 +351,8 @@ class Worker:
 
     def _launch(self, job: Job) -> None:
         attempt = job.attempts + 1
-        self._running[job.id] = _Running(job=job, claimed_at=time.monotonic())
+        key = run_key(job)
+        self._running[key] = _Running(job=job, claimed_at=time.monotonic())
         self._event(
             f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): {job.command}",
             job.id,
@@ -265,7 +362,7 @@ class Worker:
             f"on {self.info.host} by {self.id} ===\n"
         )
         failure = self.executor.start(
-            job.id,
+            key,
             job.command,
             log_path=log_path(self.logs_dir, job.id),
             log_header=header,
@@ -273,19 +370,18 @@ class Worker:
             timeout=job.timeout,
         )
         if failure is not None:
-            self._finish(job.id, failure)
+            self._unrecorded.append(_Unrecorded(self._running.pop(key), failure))
 
-    def _finish(self, job_id: str, outcome: Outcome) -> None:
-        running = self._running.pop(job_id)
+    def _record(self, running: _Running, outcome: Outcome, interrupt_reason: str) -> None:
+        """Write a run's outcome (fenced on the run); raises StorageError to retry later."""
         job = running.job
+        job_id = job.id
         took = format_seconds(outcome.duration)
-        if job.state is not JobState.RUNNING:  # marked lost: another worker owns the job now
+        if running.lost:  # another worker owns the job now
             self._event(f"[{job_id}] run ended after losing its lease; result discarded", job_id)
             return
         if outcome.interrupted:
-            ok = self.store.release(
-                job.id, job.runs, self.id, "interrupted by worker shutdown (not charged)"
-            )
+            ok = self.store.release(job.id, job.runs, self.id, interrupt_reason)
             message = "interrupted; back to pending (not charged)"
         elif outcome.succeeded:
             ok = self.store.complete(job.id, job.runs, self.id, outcome.exit_code or 0)
@@ -335,13 +431,23 @@ class Worker:
     def beat(self, store: Store) -> None:
         """Renew leases, learn about stop requests, recover lost workers' jobs."""
         began = time.monotonic()
-        hb = store.heartbeat(self.info, self.settings.lease_timeout)
+        # Copies are atomic under the GIL; the main thread may add or remove runs meanwhile.
+        running = tuple(self._running.values())
+        unrecorded = tuple(self._unrecorded)
+        mine = {r.job.id for r in running if not r.lost} | {u.running.job.id for u in unrecorded}
+        hb = store.heartbeat(self.info, self.settings.lease_timeout, sorted(mine))
+        self._renewed(began)
         with self._flags.lock:
             self._flags.held = hb.held_job_ids
             self._flags.held_since = began
             self._flags.stop_requested |= hb.stop_requested
         self._recover(store)
         self._wake()
+
+    def _renewed(self, began: float) -> None:
+        """Leases were renewed by a write that began at `began` (monotonic)."""
+        self._guard_deadline = began + guard_window(self.settings)
+        self.executor.guard_lease(self._guard_deadline - time.monotonic())
 
     def _recover(self, store: Store) -> None:
         lost = [w.id for w in store.list_workers() if w.id != self.id and known_dead(w.host, w.pid)]
@@ -379,9 +485,10 @@ class Worker:
         with contextlib.suppress(OSError):
             os.write(self._wake_w, b"x")
 
-    def _echo_line(self, job_id: str, line: bytes) -> None:
+    def _echo_line(self, key: str, line: bytes) -> None:
         if self.quiet:
             return
+        job_id = key.rpartition("#")[0]
         self.out.write(f"[{job_id}] {line.decode('utf-8', 'replace')}")
         self.out.flush()
 
@@ -390,8 +497,3 @@ class Worker:
             return
         self.err.write(f"queuectl: {message}\n")
         self.err.flush()
-
-
-def _lost(job: Job) -> Job:
-    """The same job, marked as no longer ours (state is not RUNNING)."""
-    return replace(job, state=JobState.PENDING)

@@ -114,12 +114,16 @@ class Store(abc.ABC):
         """Forget a worker that stopped cleanly. Missing workers are ignored."""
 
     @abc.abstractmethod
-    def heartbeat(self, worker: WorkerInfo, lease_seconds: float) -> Heartbeat:
-        """Renew the leases of every job `worker` runs and its own liveness.
+    def heartbeat(
+        self, worker: WorkerInfo, lease_seconds: float, job_ids: Sequence[str]
+    ) -> Heartbeat:
+        """Renew `worker`'s liveness and the leases of `job_ids`, the jobs it runs.
 
-        Returns the ids of the jobs it still holds (a run missing from them was
-        recovered and must be stopped) and whether a stop was requested. A worker
-        whose row was pruned is registered again.
+        Only listed jobs that `worker` still holds are renewed: a job it holds but
+        does not run (a claim whose reply was lost) is left to expire and be
+        recovered. Returns the listed ids it still holds (a run missing from them
+        was recovered and must be stopped) and whether a stop was requested. A
+        worker whose row was pruned is registered again.
         """
 
     @abc.abstractmethod

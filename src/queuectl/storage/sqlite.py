@@ -30,6 +30,7 @@ from queuectl.errors import (
     WrongState,
 )
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
+from queuectl.paths import make_private_dir
 from queuectl.storage.base import Store
 from queuectl.storage.sqlfile import load_queries, migration_scripts
 
@@ -62,29 +63,35 @@ def _retry_busy(method: Callable[P, R]) -> Callable[P, R]:
                 return method(*args, **kwargs)
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc):
-                    raise _translate(exc) from exc
+                    raise _translate(exc, _path_of(args)) from exc
                 if time.monotonic() > deadline:
                     raise StorageBusy() from exc
                 time.sleep(pause)  # nothing to wake us early: another process holds the lock
                 pause = min(pause * 2, 0.2)
             except sqlite3.DatabaseError as exc:
-                raise _translate(exc) from exc
+                raise _translate(exc, _path_of(args)) from exc
 
     return wrapper
 
 
-def _translate(exc: sqlite3.Error) -> StorageError:
+def _path_of(args: tuple[object, ...]) -> Path | None:
+    store = args[0] if args else None
+    return store.path if isinstance(store, SQLiteStore) else None
+
+
+def _translate(exc: sqlite3.Error, path: Path | None = None) -> StorageError:
     text = str(exc)
+    where = f" {path}" if path is not None else ""
     if "readonly" in text or "read-only" in text:
-        return StorageUnavailable(f"the database is read-only: {text}")
+        return StorageUnavailable(f"the database{where} is read-only: {text}")
     if "not a database" in text or "malformed" in text or "corrupt" in text:
         return StorageUnavailable(
-            f"the database file is damaged or not a queuectl database ({text})"
+            f"the database file{where} is damaged or not a queuectl database ({text})"
         )
     if "disk" in text and "full" in text:
         return StorageError(f"the disk is full: {text}")
     if "unable to open" in text:
-        return StorageUnavailable(f"cannot open the database: {text}")
+        return StorageUnavailable(f"cannot open the database{where}: {text}")
     return StorageError(f"database error: {text}")
 
 
@@ -132,7 +139,7 @@ class SQLiteStore(Store):
             # Reading the header here turns "not a database" into an error at open time.
             conn.execute("PRAGMA user_version").fetchone()
         except sqlite3.Error as exc:
-            raise _translate(exc) from exc
+            raise _translate(exc, self.path) from exc
         return conn
 
     @_retry_busy
@@ -142,6 +149,11 @@ class SQLiteStore(Store):
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version == latest:
             return
+        if version == 0 and self._has_foreign_tables():
+            raise StorageUnavailable(
+                f"{self.path} is a SQLite database of something else, not a queuectl queue; "
+                "choose another --db path"
+            )
         if version > latest:
             raise SchemaError(
                 f"{self.path} has schema version {version}, newer than this queuectl "
@@ -167,6 +179,14 @@ class SQLiteStore(Store):
                     (number, name, self._clock()),
                 )
                 conn.execute(f"PRAGMA user_version = {number}")
+
+    def _has_foreign_tables(self) -> bool:
+        """A file with tables but no queuectl schema version belongs to someone else."""
+        row = self._conn.execute(
+            "SELECT count(*) FROM sqlite_master WHERE type = 'table' "
+            "AND name NOT IN ('schema_migrations') AND name NOT LIKE 'sqlite_%'"
+        ).fetchone()
+        return bool(row[0])
 
     @contextmanager
     def _write(self) -> Iterator[sqlite3.Connection]:
@@ -375,12 +395,17 @@ class SQLiteStore(Store):
             conn.execute(Q["deregister_worker"], {"id": worker_id})
 
     @_retry_busy
-    def heartbeat(self, worker: WorkerInfo, lease_seconds: float) -> Heartbeat:
+    def heartbeat(
+        self, worker: WorkerInfo, lease_seconds: float, job_ids: Sequence[str]
+    ) -> Heartbeat:
         now = self._clock()
+        params = {
+            "worker_id": worker.id,
+            "lease_until": now + lease_seconds,
+            "ids": json.dumps(list(job_ids)),
+        }
         with self._write() as conn:
-            held = conn.execute(
-                Q["renew_leases"], {"worker_id": worker.id, "lease_until": now + lease_seconds}
-            ).fetchall()
+            held = conn.execute(Q["renew_leases"], params).fetchall()
             row = conn.execute(Q["touch_worker"], {"id": worker.id, "now": now}).fetchone()
             if row is None:
                 conn.execute(Q["register_worker"], _worker_params(worker, now))
@@ -470,7 +495,7 @@ def _create_private_file(path: Path) -> None:
     if path.exists():
         return
     try:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        make_private_dir(path.parent)
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
     except OSError as exc:

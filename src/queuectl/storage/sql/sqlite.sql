@@ -119,6 +119,7 @@ DELETE FROM workers WHERE id = :id;
 -- name: renew_leases
 UPDATE jobs SET lease_expires_at = :lease_until
  WHERE worker_id = :worker_id AND state = 'running'
+   AND id IN (SELECT value FROM json_each(:ids))
 RETURNING id;
 
 -- name: touch_worker
