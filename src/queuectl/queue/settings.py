@@ -92,7 +92,7 @@ def _optional_seconds(text: str) -> float | None:
 KEYS: dict[str, Callable[[str], Any]] = {
     "max_retries": _non_negative_int,
     "backoff_base": _float_at_least(1.0),
-    "backoff_max": _float_at_least(0.0, exclusive=True),
+    "backoff_max": _seconds(0.001),
     "job_timeout": _optional_seconds,
     "lease_timeout": _seconds(2.0),
     "heartbeat_interval": _seconds(0.1),

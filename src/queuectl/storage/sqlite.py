@@ -148,27 +148,23 @@ class SQLiteStore(Store):
         latest = scripts[-1][0]
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version == latest:
+            self._ensure_wal()
             return
-        if version == 0 and self._has_foreign_tables():
-            raise StorageUnavailable(
-                f"{self.path} is a SQLite database of something else, not a queuectl queue; "
-                "choose another --db path"
-            )
-        if version > latest:
-            raise SchemaError(
-                f"{self.path} has schema version {version}, newer than this queuectl "
-                f"({latest}); upgrade queuectl"
-            )
-        # WAL lets readers run while a writer commits; the mode is stored in the file.
-        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-            self._conn.execute("PRAGMA journal_mode = WAL")
+        self._check_version(version, latest)
         with self._write() as conn:
+            # Re-read inside the write lock: another process may have migrated meanwhile
+            # (and its tables must not make this file look like someone else's).
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+            self._check_version(version, latest)
+            if version == 0 and self._has_foreign_tables():
+                raise StorageUnavailable(
+                    f"{self.path} is a SQLite database of something else, not a queuectl "
+                    "queue; choose another --db path"
+                )
             conn.execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations ("
                 "version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at REAL NOT NULL)"
             )
-            # Re-read inside the write lock: another process may have migrated meanwhile.
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
             for number, name, sql in scripts:
                 if number <= version:
                     continue
@@ -179,6 +175,21 @@ class SQLiteStore(Store):
                     (number, name, self._clock()),
                 )
                 conn.execute(f"PRAGMA user_version = {number}")
+        self._ensure_wal()
+
+    def _ensure_wal(self) -> None:
+        """WAL lets readers run while a writer commits. The mode is stored in the file
+        and can only change outside a transaction; checked on every open, so a switch
+        that lost a race with another process is made by the next one."""
+        if self._conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+            self._conn.execute("PRAGMA journal_mode = WAL")
+
+    def _check_version(self, version: int, latest: int) -> None:
+        if version > latest:
+            raise SchemaError(
+                f"{self.path} has schema version {version}, newer than this queuectl "
+                f"({latest}); upgrade queuectl"
+            )
 
     def _has_foreign_tables(self) -> bool:
         """A file with tables but no queuectl schema version belongs to someone else."""

@@ -1,0 +1,113 @@
+"""Helpers for the end-to-end tier: only the real `queuectl` command, in subprocesses.
+
+Nothing here imports queuectl itself; state is read through `show/list/status --json`
+and job side effects are counted with marker files written by the jobs' shells.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import re
+import subprocess
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Queuectl
+
+ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
+
+
+def parse_iso(text: str) -> datetime:
+    """An ISO-8601 UTC timestamp as printed by queuectl (`...Z`), checked and parsed."""
+    assert ISO_UTC.match(text), f"not an ISO-8601 UTC timestamp ending in Z: {text!r}"
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).astimezone(UTC)
+
+
+def epoch(text: str) -> float:
+    return parse_iso(text).timestamp()
+
+
+def lines(path: Path) -> list[str]:
+    """The lines of a marker file (none if the file does not exist yet)."""
+    if not path.exists():
+        return []
+    return path.read_text().splitlines()
+
+
+PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
+
+
+class ProcessGroups:
+    """Checks that a job's process group is gone, with `os.killpg(pgid, 0)`.
+
+    A job whose worker was SIGKILLed is re-parented; if that parent never reaps
+    (some containers' init), its killed processes linger as zombies and
+    `killpg(pgid, 0)` still succeeds. So the test process makes itself the child
+    subreaper: orphans of the workers it starts come to it, and it reaps exactly
+    the members of the group asked about before asking.
+    """
+
+    def __init__(self) -> None:
+        libc = ctypes.CDLL(None, use_errno=True)
+        self._prctl = libc.prctl
+        self.subreaper = self._prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
+
+    def gone(self, pgid: int) -> bool:
+        """True when no process of group `pgid` exists any more."""
+        while True:  # reap our exited children in that group (never anyone else's)
+            try:
+                pid, _ = os.waitpid(-pgid, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    def close(self) -> None:
+        if self.subreaper:
+            self._prctl(PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+
+
+@pytest.fixture
+def process_groups() -> Iterator[ProcessGroups]:
+    groups = ProcessGroups()
+    try:
+        yield groups
+    finally:
+        groups.close()
+
+
+def popen_queuectl(qctl: Queuectl, *args: str) -> subprocess.Popen[str]:
+    """Start one `queuectl` command in the background (for commands that block)."""
+    return subprocess.Popen(
+        [qctl.exe, *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        stdin=subprocess.DEVNULL,
+        env=qctl.env,
+        cwd=qctl.root,
+        text=True,
+    )
+
+
+def assert_error(result: subprocess.CompletedProcess[str], code: int) -> str:
+    """A failed command: this exit code, nothing on stdout, one clear line on stderr."""
+    assert result.returncode == code, (
+        f"expected exit code {code}, got {result.returncode}: {result.stderr!r}"
+    )
+    assert "Traceback" not in result.stderr
+    assert result.stdout == ""
+    message = result.stderr
+    assert message.endswith("\n") and message.count("\n") == 1, (
+        f"expected one line on stderr, got {message!r}"
+    )
+    assert message.strip(), "the error line is empty"
+    return message.strip()

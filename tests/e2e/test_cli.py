@@ -1,0 +1,459 @@
+"""End-to-end: the command line as a user types it (the real `queuectl`, in subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import signal
+import subprocess
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import Queuectl
+from tests.e2e.conftest import assert_error, epoch, parse_iso
+
+UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def snapshot(qctl: Queuectl) -> tuple[Any, Any]:
+    """Everything bad input must leave alone: the jobs and the settings."""
+    return qctl.json("list"), qctl.json("config", "show")
+
+
+def ids_of(jobs: list[dict[str, Any]]) -> list[str]:
+    return [str(j["id"]) for j in jobs]
+
+
+# -- the seed README, command by command ---------------------------------------------------
+
+
+def test_seed_readme_enqueue_status_list_config(qctl: Queuectl) -> None:
+    sleeper = qctl.run("enqueue", '{"command":"sleep 2"}').stdout
+    hello = qctl.run("enqueue", '{"command":"echo Hello World"}').stdout
+    assert UUID_LINE.match(sleeper.strip()) and sleeper.endswith("\n")
+    assert UUID_LINE.match(hello.strip())
+    sleeper, hello = sleeper.strip(), hello.strip()
+    assert qctl.job(sleeper)["command"] == "sleep 2"
+    assert qctl.job(hello)["command"] == "echo Hello World"
+
+    status = qctl.run("status").stdout
+    assert re.search(r"\bpending\s+2\b", status), status
+    assert re.search(r"\bcompleted\s+0\b", status), status
+    assert re.search(r"\bdead\s+0\b", status), status
+    assert str(qctl.db) in status  # which database is in use
+
+    pending = qctl.run("list", "--state", "pending").stdout
+    assert sleeper in pending and hello in pending  # full ids, never truncated
+    for state in ("completed", "failed"):
+        listed = qctl.run("list", "--state", state).stdout
+        assert sleeper not in listed and hello not in listed
+
+    assert sleeper not in qctl.run("dlq", "list").stdout
+
+    shown = qctl.run("config", "show").stdout
+    for key in ("max_retries", "backoff_base"):
+        assert key in shown
+    qctl.run("config", "set", "max_retries", "5")
+    qctl.run("config", "set", "backoff_base", "2")
+    assert qctl.run("config", "get", "max_retries").stdout.strip() == "5"
+    assert qctl.run("config", "get", "max-retries").stdout.strip() == "5"
+    settings = qctl.json("config", "show")
+    assert settings["max_retries"] == 5
+    assert settings["backoff_base"] == 2
+    assert re.search(r"^max_retries\s+5$", qctl.run("config", "show").stdout, re.M)
+
+    # The spelling with a dash sets the same key, and the default reaches new jobs.
+    qctl.run("config", "set", "max-retries", "4")
+    assert qctl.json("config", "show")["max_retries"] == 4
+    assert qctl.json("config", "get", "max_retries") == 4
+    later = qctl.enqueue({"command": "true"})
+    assert qctl.job(later)["max_retries"] == 4
+    assert qctl.job(hello)["max_retries"] == 3  # stored jobs keep their own
+
+
+def test_seed_readme_dlq_list_and_retry(qctl: Queuectl) -> None:
+    job_id = qctl.enqueue({"command": "exit 1", "max_retries": 1})
+    keeper = qctl.enqueue({"command": "true", "max_retries": 1, "delay": 3600})
+    worker = qctl.start_worker()
+    dead = qctl.wait_state(job_id, "dead")
+    worker.signal(signal.SIGTERM)
+    assert worker.wait() == 0
+    assert dead["attempts"] == 1
+
+    listed = qctl.run("dlq", "list").stdout
+    assert job_id in listed and keeper not in listed
+    assert ids_of(qctl.json("dlq", "list")) == [job_id]
+
+    # A job that is not dead cannot be retried from the DLQ: exit 1, nothing changes.
+    before = snapshot(qctl)
+    assert_error(qctl.run("dlq", "retry", keeper, check=False), 1)
+    assert snapshot(qctl) == before
+
+    result = qctl.run("dlq", "retry", job_id)
+    assert job_id in result.stdout
+    job = qctl.job(job_id)
+    assert job["state"] == "pending"
+    assert job["attempts"] == 0
+    assert qctl.json("dlq", "list") == []
+    assert "empty" in qctl.run("dlq", "list").stdout.lower()
+
+    # Retrying it again: it is pending now, not dead.
+    before = snapshot(qctl)
+    assert_error(qctl.run("dlq", "retry", job_id, check=False), 1)
+    assert snapshot(qctl) == before
+
+
+# -- --json: exactly one document ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "kind"),
+    [
+        (["status"], dict),
+        (["list"], list),
+        (["list", "--state", "pending"], list),
+        (["list", "--state", "completed"], list),
+        (["show", "{id}"], dict),
+        (["logs", "{id}"], dict),
+        (["dlq", "list"], list),
+        (["worker", "list"], list),
+        (["config", "show"], dict),
+        (["config", "get", "max_retries"], int),
+        (["enqueue", '{"command":"echo json"}'], dict),
+        (["enqueue", "--file", "{file}"], list),
+        (["cancel", "{id}"], dict),
+    ],
+    ids=lambda v: " ".join(v) if isinstance(v, list) else v.__name__,
+)
+def test_json_prints_exactly_one_document(
+    qctl: Queuectl, tmp_path: Path, args: list[str], kind: type[Any]
+) -> None:
+    job_id = qctl.enqueue({"command": "echo one"})
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text('{"command":"echo a"}\n{"command":"echo b"}\n')
+    argv = [a.replace("{id}", job_id).replace("{file}", str(batch)) for a in args]
+    result = qctl.run(*argv, "--json")
+    document: Any = json.loads(result.stdout)  # the whole of stdout, or this raises
+    assert isinstance(document, kind), document
+    assert result.stderr == ""
+    if args[0] in ("show", "cancel"):
+        assert document["id"] == job_id
+    if args == ["enqueue", "--file", "{file}"]:
+        assert [qctl.job(j["id"])["command"] for j in document] == ["echo a", "echo b"]
+
+
+def test_json_lists_are_empty_arrays_on_an_empty_queue(qctl: Queuectl) -> None:
+    for args in (
+        ["list"],
+        ["list", "--state", "pending"],
+        ["list", "--state", "running"],
+        ["dlq", "list"],
+        ["worker", "list"],
+    ):
+        result = qctl.run(*args, "--json")
+        assert json.loads(result.stdout) == [], args
+        assert result.stdout.strip() == "[]", args
+    assert set(qctl.counts().values()) == {0}
+    assert qctl.json("status")["workers"]["active"] == 0
+
+
+def test_timestamps_are_iso_8601_utc_with_z(qctl: Queuectl) -> None:
+    before = time.time()
+    job_id = qctl.enqueue({"command": "true"})
+    after = time.time()
+    job = qctl.job(job_id)
+    for key in ("created_at", "updated_at", "next_attempt_at"):
+        assert before - 1 <= epoch(job[key]) <= after + 1, (key, job[key])
+    for key in ("started_at", "finished_at"):
+        assert job[key] is None
+    listed = qctl.json("list")[0]
+    assert listed["created_at"] == job["created_at"]
+    parse_iso(listed["updated_at"])
+
+
+# -- exit codes and errors -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["show", "no-such-job"], ["logs", "no-such-job"], ["dlq", "retry", "no-such-job"]],
+    ids=lambda v: " ".join(v),
+)
+def test_unknown_job_is_exit_1(qctl: Queuectl, args: list[str]) -> None:
+    qctl.enqueue({"command": "true"})
+    before = snapshot(qctl)
+    message = assert_error(qctl.run(*args, check=False), 1)
+    assert "no-such-job" in message
+    assert_error(qctl.run(*args, "--json", check=False), 1)
+    assert snapshot(qctl) == before
+
+
+BAD_USAGE = [
+    ["enqueue", '{"command": "echo hi"'],
+    ["enqueue", "echo hi"],
+    ["enqueue", '["echo hi"]'],
+    ["enqueue", '{"priority": 1}'],
+    ["enqueue", '{"command": ""}'],
+    ["enqueue", '{"command": 42}'],
+    ["enqueue", '{"command": "echo", "max_retries": "lots"}'],
+    ["enqueue", '{"command": "echo", "delay": "soon"}'],
+    ["enqueue", '{"command": "echo", "run_at": "yesterday"}'],
+    ["enqueue", '{"command": "echo", "colour": "red"}'],
+    ["enqueue", "--priority", "high", '{"command": "echo"}'],
+    ["enqueue", "--run-at", "tomorrow-ish", '{"command": "echo"}'],
+    ["enqueue", "--json"],
+    ["enqueue", "--file", "{missing}"],
+    ["list", "--state", "bogus"],
+    ["list", "--state", "bogus", "--json"],
+    ["list", "--bogus-flag"],
+    ["list", "--limit", "many"],
+    ["status", "--verbose-please"],
+    ["dlq", "list", "--bogus-flag"],
+    ["config", "set", "no_such_key", "1"],
+    ["config", "get", "no_such_key"],
+    ["config", "set", "max_retries", "abc"],
+    ["config", "set", "max_retries", "-1"],
+    ["config", "set", "backoff_base", "fast"],
+    ["config", "set", "backoff_base", "0.5"],
+    ["config", "set", "lease_timeout", "0.1"],
+    ["worker", "start", "--count", "0"],
+    ["worker", "start", "--count", "two"],
+    ["frobnicate"],
+]
+
+
+def test_bad_input_is_exit_2_and_changes_nothing(qctl: Queuectl, tmp_path: Path) -> None:
+    # One queue for every case (a fresh one each would cost seconds): each case must
+    # leave the jobs and settings exactly as they were before the first.
+    qctl.enqueue({"command": "echo existing", "id": "existing"})
+    before = snapshot(qctl)
+    problems = []
+    for args in BAD_USAGE:
+        argv = [a.replace("{missing}", str(tmp_path / "missing.jsonl")) for a in args]
+        result = qctl.run(*argv, check=False, timeout=20)
+        try:
+            message = assert_error(result, 2)
+            assert message.startswith("queuectl"), message
+            assert snapshot(qctl) == before, "the queue or the settings changed"
+        except AssertionError as exc:
+            problems.append(f"queuectl {' '.join(argv)}: {exc}")
+    assert not problems, "\n".join(problems)
+    assert qctl.json("worker", "list") == []
+
+
+@pytest.mark.parametrize(
+    "bad_line",
+    ['{"command": "echo broken"', '{"priority": 3}', '"just a string"', '{"command": ""}'],
+    ids=["malformed", "no-command", "not-an-object", "empty-command"],
+)
+def test_batch_enqueue_with_one_bad_line_stores_none(
+    qctl: Queuectl, tmp_path: Path, bad_line: str
+) -> None:
+    good = [json.dumps({"command": f"echo {n}"}) for n in range(4)]
+    text = "\n".join([*good[:2], bad_line, *good[2:]]) + "\n"
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text(text)
+    before = snapshot(qctl)
+
+    message = assert_error(qctl.run("enqueue", "--file", str(batch), check=False), 2)
+    assert "line 3" in message
+    assert_error(qctl.run("enqueue", "--file", "-", input=text, check=False), 2)
+    assert snapshot(qctl) == before
+    assert qctl.json("list") == []
+
+
+def test_batch_enqueue_with_duplicate_id_stores_none(qctl: Queuectl) -> None:
+    qctl.enqueue({"command": "true", "id": "taken"})
+    before = snapshot(qctl)
+    text = '{"command":"echo 1","id":"fresh"}\n{"command":"echo 2","id":"taken"}\n'
+    result = qctl.run("enqueue", "--file", "-", input=text, check=False)
+    assert_error(result, result.returncode)
+    assert result.returncode in (1, 2)
+    assert snapshot(qctl) == before
+
+
+# -- enqueue ---------------------------------------------------------------------------------
+
+
+def test_enqueue_file_prints_one_id_per_line(qctl: Queuectl, tmp_path: Path) -> None:
+    commands = ["echo one", "echo two", "sleep 0", "printf 'x y'"]
+    batch = tmp_path / "jobs.jsonl"
+    batch.write_text(
+        json.dumps({"command": commands[0]})
+        + "\n\n"
+        + "\n".join(json.dumps({"command": c}) for c in commands[1:3])
+        + "\n"
+        + json.dumps({"command": commands[3], "id": "named-one"})  # no final newline
+    )
+    out = qctl.run("enqueue", "--file", str(batch)).stdout
+    ids = out.splitlines()
+    assert out.endswith("\n") and len(ids) == 4 and len(set(ids)) == 4
+    assert all(UUID_LINE.match(i) for i in ids[:3]) and ids[3] == "named-one"
+    assert [qctl.job(i)["command"] for i in ids] == commands
+    assert ids_of(qctl.json("list")) == ids  # stored in input order
+
+    stdin_jobs = "".join(json.dumps({"command": f"echo stdin {n}"}) + "\n" for n in range(3))
+    out = qctl.run("enqueue", "--file", "-", input=stdin_jobs).stdout
+    more = out.splitlines()
+    assert len(more) == 3 and len(set(more)) == 3
+    assert [qctl.job(i)["command"] for i in more] == [f"echo stdin {n}" for n in range(3)]
+    assert qctl.counts()["pending"] == 7
+
+
+def test_enqueue_flags_are_honoured(qctl: Queuectl) -> None:
+    out = qctl.run(
+        "enqueue",
+        "--id",
+        "report-2026.v1",
+        "--priority",
+        "7",
+        "--queue",
+        "emails",
+        "--timeout",
+        "90",
+        "--max-retries",
+        "9",
+        '{"command":"echo flags"}',
+    ).stdout
+    assert out == "report-2026.v1\n"
+    job = qctl.job("report-2026.v1")
+    assert job["command"] == "echo flags"
+    assert job["priority"] == 7
+    assert job["queue"] == "emails"
+    assert job["timeout"] == 90
+    assert job["max_retries"] == 9
+    assert job["state"] == "pending"
+    assert job["attempts"] == 0
+
+    now = time.time()
+    delayed = qctl.run("enqueue", "--delay", "120", '{"command":"echo later"}').stdout.strip()
+    due = epoch(qctl.job(delayed)["next_attempt_at"])
+    assert now + 115 <= due <= time.time() + 125
+
+    scheduled = qctl.run(
+        "enqueue", "--run-at", "2031-01-02T03:04:05Z", '{"command":"echo then"}'
+    ).stdout.strip()
+    assert parse_iso(qctl.job(scheduled)["next_attempt_at"]) == parse_iso("2031-01-02T03:04:05Z")
+
+    minutes = qctl.run("enqueue", "--timeout", "10m", '{"command":"echo t"}').stdout.strip()
+    assert qctl.job(minutes)["timeout"] == 600
+
+    # The queue filter sees only the job in that queue.
+    assert ids_of(qctl.json("list", "--queue", "emails")) == ["report-2026.v1"]
+
+
+def test_enqueue_json_fields_are_honoured(qctl: Queuectl) -> None:
+    spec = {
+        "id": "from-json",
+        "command": "echo fields",
+        "priority": -3,
+        "queue": "batch",
+        "timeout": 5,
+        "max_retries": 0,
+        "run_at": "2030-06-01T12:00:00Z",
+    }
+    assert qctl.enqueue(spec) == "from-json"
+    job = qctl.job("from-json")
+    for key in ("command", "priority", "queue", "timeout", "max_retries"):
+        assert job[key] == spec[key], key
+    assert parse_iso(job["next_attempt_at"]) == parse_iso("2030-06-01T12:00:00Z")
+
+    now = time.time()
+    delayed = qctl.enqueue({"command": "echo d", "delay": 30})
+    assert now + 25 <= epoch(qctl.job(delayed)["next_attempt_at"]) <= time.time() + 35
+
+
+def test_configured_defaults_apply_and_a_job_overrides_them(qctl: Queuectl) -> None:
+    qctl.run("config", "set", "job_timeout", "45")
+    qctl.run("config", "set", "max_retries", "6")
+    default = qctl.job(qctl.enqueue({"command": "true"}))
+    assert default["timeout"] == 45 and default["max_retries"] == 6
+    own = qctl.job(qctl.enqueue({"command": "true", "timeout": 5, "max_retries": 1}))
+    assert own["timeout"] == 5 and own["max_retries"] == 1
+    unlimited = qctl.job(qctl.enqueue({"command": "true", "timeout": None}))
+    assert unlimited["timeout"] is None
+    qctl.run("config", "set", "job_timeout", "none")
+    assert qctl.json("config", "show")["job_timeout"] is None
+    assert qctl.job(qctl.enqueue({"command": "true"}))["timeout"] is None
+
+
+def test_enqueue_json_output_is_the_stored_job(qctl: Queuectl) -> None:
+    document = qctl.json("enqueue", '{"command":"echo doc","priority":2}')
+    assert document == qctl.job(document["id"])
+    assert document["state"] == "pending"
+    uuid.UUID(document["id"])
+
+
+# -- list ----------------------------------------------------------------------------------
+
+
+def test_processing_is_accepted_for_running(qctl: Queuectl) -> None:
+    qctl.enqueue({"command": "true"})
+    for name in ("processing", "running"):
+        assert qctl.json("list", "--state", name) == []
+        human = qctl.run("list", "--state", name)
+        assert human.returncode == 0 and human.stderr == ""
+
+
+def test_list_limit(qctl: Queuectl) -> None:
+    text = "".join(json.dumps({"command": f"echo {n}"}) + "\n" for n in range(5))
+    ids = qctl.run("enqueue", "--file", "-", input=text).stdout.split()
+    assert ids_of(qctl.json("list", "--limit", "2")) == ids[:2]
+    assert ids_of(qctl.json("list", "--state", "pending", "--limit", "3")) == ids[:3]
+    assert ids_of(qctl.json("list", "--limit", "50")) == ids
+    human = qctl.run("list", "--limit", "1").stdout
+    assert ids[0] in human and not any(i in human for i in ids[1:])
+
+
+def test_human_tables_show_whole_ids(qctl: Queuectl) -> None:
+    long_id = "a-very-long-job-identifier-" + "x" * 90
+    qctl.enqueue({"command": "true", "id": long_id})
+    assert long_id in qctl.run("list").stdout
+    assert long_id in qctl.run("list", "--state", "pending").stdout
+    assert long_id in qctl.run("show", long_id).stdout
+
+
+def test_unicode_command_round_trips_exactly(qctl: Queuectl) -> None:
+    command = "echo 'héllo wörld — 日本語 ✓ 🚀' \"$HOME\" `true` \\ tab\there"
+    job_id = qctl.enqueue({"command": command})
+    assert qctl.job(job_id)["command"] == command
+    assert qctl.json("list")[0]["command"] == command
+    from_stdin = qctl.run("enqueue", "--file", "-", input=json.dumps({"command": command}))
+    assert qctl.job(from_stdin.stdout.strip())["command"] == command
+    raw = qctl.run("show", job_id, "--json").stdout
+    assert "日本語" in raw  # real UTF-8 text, valid JSON either way
+
+
+def test_unreachable_database_is_exit_1(qctl: Queuectl, tmp_path: Path) -> None:
+    damaged = tmp_path / "damaged.db"
+    damaged.write_text("this is not a database\n" * 100)
+    for target in (str(damaged), str(tmp_path)):
+        for args in (["status"], ["list", "--json"], ["enqueue", '{"command":"true"}']):
+            assert_error(qctl.run("--db", target, *args, check=False), 1)
+    assert damaged.read_text() == "this is not a database\n" * 100
+    assert qctl.json("list") == []
+
+
+def test_reader_that_goes_away_is_not_an_error(qctl: Queuectl) -> None:
+    # `queuectl list | head -1`: more output than a pipe holds, and the reader leaves.
+    batch = "".join(json.dumps({"command": f"echo {n}"}) + "\n" for n in range(1500))
+    qctl.run("enqueue", "--file", "-", input=batch)
+    result = subprocess.run(
+        [
+            "bash",
+            "-c",
+            f'{shlex.quote(qctl.exe)} list | head -n 1; echo "rc=${{PIPESTATUS[0]}}" >&2',
+        ],
+        capture_output=True,
+        text=True,
+        env=qctl.env,
+        timeout=60,
+        check=True,
+    )
+    assert result.stdout.startswith("ID")
+    assert result.stderr == "rc=0\n"  # queuectl exited 0 and said nothing

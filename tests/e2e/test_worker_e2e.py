@@ -1,0 +1,483 @@
+"""End-to-end: real `queuectl worker start` processes running real shell jobs.
+
+Job side effects are counted in marker files the jobs append to; queue state is
+read only through `queuectl show/list/status/worker list --json`.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Queuectl, WorkerProcess
+from tests.e2e.conftest import ProcessGroups, epoch, lines, popen_queuectl
+from tests.helpers import wait_for
+
+
+def q(path: Path) -> str:
+    """A path quoted for a job's shell command."""
+    return shlex.quote(str(path))
+
+
+def gate_command(gate: Path, then: str) -> str:
+    """A job that waits until the test creates `gate` (bounded), then runs `then`."""
+    return (
+        f"i=0; while [ ! -e {q(gate)} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; {then}"
+    )
+
+
+def stop(worker: WorkerProcess, sig: int = signal.SIGTERM) -> None:
+    """Stop a worker gracefully and check it exits 0."""
+    worker.signal(sig)
+    assert worker.wait(timeout=30) == 0, worker.stderr()
+
+
+def test_job_completes_and_its_output_is_shown_and_logged(qctl: Queuectl) -> None:
+    text = "héllo from the job — ✓"
+    job_id = qctl.enqueue({"command": f"echo {shlex.quote(text)}; echo second line"})
+    worker = qctl.start_worker()
+    job = qctl.wait_state(job_id, "completed")
+    assert job["attempts"] == 1
+    assert job["exit_code"] == 0
+    assert job["last_error"] is None
+    assert epoch(job["started_at"]) <= epoch(job["finished_at"])
+
+    wait_for(lambda: "second line" in worker.stdout(), message="job output on the worker")
+    assert f"[{job_id}] {text}\n" in worker.stdout()
+    assert f"[{job_id}] second line\n" in worker.stdout()
+    logged = qctl.run("logs", job_id).stdout
+    assert f"{text}\nsecond line\n" in logged
+    assert qctl.json("logs", job_id)["output"] == logged
+    stop(worker)
+
+
+def test_failing_job_backs_off_then_dies_and_dlq_retry_runs_it_again(
+    qctl: Queuectl, tmp_path: Path
+) -> None:
+    qctl.run("config", "set", "backoff_base", "1.5")
+    marker = tmp_path / "runs"
+    # Fails on its first three runs; the fourth run (after `dlq retry`) succeeds.
+    command = (
+        f'echo "$(date +%s.%N) $QUEUECTL_ATTEMPT" >> {q(marker)}; '
+        f'test "$(wc -l < {q(marker)})" -ge 4'
+    )
+    job_id = qctl.enqueue({"command": command, "max_retries": 3})
+    worker = qctl.start_worker()
+
+    waiting = qctl.wait_state(job_id, "failed")
+    assert waiting["attempts"] in (1, 2)
+    assert waiting["exit_code"] == 1
+    assert "exit code 1" in waiting["last_error"]
+    backoff = epoch(waiting["next_attempt_at"]) - epoch(waiting["finished_at"])
+    assert backoff == pytest.approx(1.5 ** waiting["attempts"], abs=0.02)
+
+    dead = qctl.wait_state(job_id, "dead")
+    assert dead["attempts"] == 3
+    assert dead["next_attempt_at"] is None
+    assert [j["id"] for j in qctl.json("dlq", "list")] == [job_id]
+    runs = [line.split() for line in lines(marker)]
+    assert [attempt for _, attempt in runs] == ["1", "2", "3"]
+    starts = [float(ts) for ts, _ in runs]
+    gaps = [b - a for a, b in itertools.pairwise(starts)]
+    for gap, expected in zip(gaps, (1.5, 2.25), strict=True):
+        assert expected - 0.05 <= gap <= expected + 1.5, (gaps, "expected ~1.5 s then ~2.25 s")
+
+    retried = qctl.json("dlq", "retry", job_id)
+    assert retried[0]["id"] == job_id
+    assert retried[0]["state"] == "pending"
+    assert retried[0]["attempts"] == 0
+    done = qctl.wait_state(job_id, "completed")
+    assert done["attempts"] == 1  # counted afresh after the reset
+    assert [line.split()[1] for line in lines(marker)] == ["1", "2", "3", "1"]
+    assert qctl.json("dlq", "list") == []
+    stop(worker)
+
+
+def test_two_workers_run_200_jobs_exactly_once(qctl: Queuectl, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    workers = [qctl.start_worker("--count", "2", "--quiet") for _ in range(2)]
+    command = f'echo "$QUEUECTL_JOB_ID $QUEUECTL_ATTEMPT" >> {q(marker)}; sleep 0.01'
+    batch = "".join(json.dumps({"command": command}) + "\n" for _ in range(200))
+    ids = qctl.run("enqueue", "--file", "-", input=batch).stdout.split()
+    assert len(set(ids)) == 200
+
+    wait_for(
+        lambda: qctl.counts()["completed"] == 200,
+        timeout=60,
+        interval=0.2,
+        message="200 jobs completed",
+    )
+    ran = lines(marker)
+    assert len(ran) == 200, f"{len(ran)} runs for 200 jobs"
+    assert sorted(line.split()[0] for line in ran) == sorted(ids)  # each id exactly once
+    assert {line.split()[1] for line in ran} == {"1"}
+    counts = qctl.counts()
+    assert counts["completed"] == 200
+    assert sum(counts.values()) == 200
+    assert all(j["attempts"] == 1 for j in qctl.json("list"))
+    # Both worker processes took part (each records the jobs it ran as worker_id).
+    by_worker = {j["worker_id"] for j in qctl.json("list", "--state", "completed")}
+    assert len(by_worker) == 2, by_worker
+    for worker in workers:
+        stop(worker)
+
+
+def worker_id_of(worker: WorkerProcess) -> str:
+    found = re.search(r"worker (\S+) started", worker.stderr())
+    assert found, worker.stderr()
+    return found.group(1)
+
+
+def test_killed_worker_job_is_recovered_and_runs_once_more(
+    qctl: Queuectl, tmp_path: Path, process_groups: ProcessGroups
+) -> None:
+    marker = tmp_path / "ran"
+    pids = tmp_path / "pids"
+    job_id = qctl.enqueue({"command": f"echo $$ >> {q(pids)}; sleep 3; echo ran >> {q(marker)}"})
+    doomed = qctl.start_worker(name="doomed")
+    wait_for(lambda: lines(pids), message="the job to start")
+    pgid = int(lines(pids)[0])  # the job's shell leads its own process group
+    assert qctl.job(job_id)["worker_id"] == worker_id_of(doomed)
+    assert not process_groups.gone(pgid)
+
+    doomed.signal(signal.SIGKILL)
+    assert doomed.wait() == -signal.SIGKILL
+    # The dead worker's job processes (the shell and its `sleep`) do not keep running.
+    # Well before its `sleep 3` could have ended by itself.
+    wait_for(lambda: process_groups.gone(pgid), timeout=2.5, message="the killed run's processes")
+    with pytest.raises(ProcessLookupError):
+        os.killpg(pgid, 0)
+    assert qctl.state(job_id) == "running"  # nothing has taken it over yet
+
+    rescuer = qctl.start_worker(name="rescuer")
+    job = qctl.wait_state(job_id, "completed", timeout=30)
+    assert lines(marker) == ["ran"]  # the killed run never got there; the new one did, once
+    assert len(lines(pids)) == 2
+    assert job["recoveries"] == 1
+    assert job["attempts"] == 1
+    assert job["runs"] == 2
+    assert job["worker_id"] == worker_id_of(rescuer)
+    stop(rescuer)
+
+
+def test_job_that_keeps_losing_its_worker_goes_to_the_dlq(
+    qctl: Queuectl, tmp_path: Path, process_groups: ProcessGroups
+) -> None:
+    pids = tmp_path / "pids"
+    job_id = qctl.enqueue({"command": f"echo $$ >> {q(pids)}; sleep 30", "max_retries": 1})
+    doomed = qctl.start_worker(name="doomed")
+    wait_for(lambda: lines(pids), message="the job to start")
+    doomed.kill()
+    assert qctl.json("worker", "list") == []  # a dead worker is not listed as live
+    assert qctl.json("status")["workers"]["active"] == 0
+
+    rescuer = qctl.start_worker(name="rescuer")
+    job = qctl.wait_state(job_id, "dead")
+    assert "worker" in job["last_error"] and "lost" in job["last_error"]
+    assert job["recoveries"] == 1
+    assert job["attempts"] == 0
+    assert [j["id"] for j in qctl.json("dlq", "list")] == [job_id]
+    wait_for(lambda: process_groups.gone(int(lines(pids)[0])), timeout=5, message="old run gone")
+    stop(rescuer)
+    assert len(lines(pids)) == 1  # it was not run again
+
+
+def test_frozen_worker_job_never_runs_concurrently_with_its_takeover(
+    qctl: Queuectl, tmp_path: Path
+) -> None:
+    marker = tmp_path / "ticks"
+    # Each run writes its shell's pid every 0.1 s for 6 s (longer than the 3 s lease).
+    tick = f"echo $$ >> {q(marker)}; sleep 0.1"
+    job_id = qctl.enqueue({"command": f"i=0; while [ $i -lt 60 ]; do {tick}; i=$((i+1)); done"})
+    frozen = qctl.start_worker(name="frozen")
+    wait_for(lambda: lines(marker), message="the first run to start")
+    frozen.signal(signal.SIGSTOP)  # Ctrl+Z: alive, but silent (the fixture SIGKILLs it)
+    rescuer = qctl.start_worker(name="rescuer")
+
+    def runs() -> list[str]:
+        return list(dict.fromkeys(lines(marker)))  # run pids, in order of first output
+
+    wait_for(lambda: len(runs()) == 2, timeout=20, message="the job to be taken over")
+    first, second = runs()
+    wait_for(lambda: lines(marker).count(second) >= 10, timeout=10, message="the second run")
+    ticks = lines(marker)
+    assert qctl.job(job_id)["recoveries"] == 1
+    frozen.kill()
+    rescuer.kill()
+    assert first not in ticks[ticks.index(second) :], (
+        f"run {first} kept running after run {second} of the same job started"
+    )
+
+
+def test_worker_stop_stops_all_workers_gracefully(qctl: Queuectl, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    marker = tmp_path / "done"
+    first = qctl.start_worker("--count", "1")
+    second = qctl.start_worker("--count", "1")
+    job_id = qctl.enqueue({"command": gate_command(gate, f"echo done >> {q(marker)}")})
+    qctl.wait_state(job_id, "running")
+    assert qctl.json("status")["workers"]["active"] == 2
+
+    stopper = popen_queuectl(qctl, "worker", "stop")
+    # Both workers see the request; the idle one leaves, the busy one keeps its job.
+    busy = first if qctl.job(job_id)["worker_id"] in first.stderr() else second
+    idle = second if busy is first else first
+    assert idle.wait(timeout=20) == 0
+    assert busy.proc.poll() is None and stopper.poll() is None
+    assert qctl.state(job_id) == "running"
+
+    gate.touch()
+    out, err = stopper.communicate(timeout=30)
+    assert stopper.returncode == 0, err
+    assert re.search(r"\b2\b", out) and "stop" in out.lower(), out
+    assert busy.wait(timeout=10) == 0
+    assert qctl.state(job_id) == "completed"
+    assert lines(marker) == ["done"]
+    assert qctl.json("worker", "list") == []
+
+    again = qctl.run("worker", "stop")
+    assert again.returncode == 0
+    assert "no worker" in again.stdout.lower()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_first_signal_lets_the_running_job_finish(
+    qctl: Queuectl, tmp_path: Path, sig: signal.Signals
+) -> None:
+    gate = tmp_path / "gate"
+    marker = tmp_path / "done"
+    running = qctl.enqueue({"command": gate_command(gate, f"echo done >> {q(marker)}")})
+    worker = qctl.start_worker("--count", "1")
+    qctl.wait_state(running, "running")
+    waiting = qctl.enqueue({"command": f"echo waiting >> {q(marker)}"})
+
+    worker.signal(sig)
+    wait_for(lambda: "stopping" in worker.stderr(), message="the worker to start stopping")
+    assert worker.proc.poll() is None  # still there, waiting for its job
+    assert qctl.state(running) == "running"
+
+    gate.touch()
+    assert worker.wait(timeout=20) == 0
+    assert qctl.state(running) == "completed"
+    assert qctl.state(waiting) == "pending"  # no new job was taken after the signal
+    assert lines(marker) == ["done"]
+
+
+def test_ctrl_c_in_a_terminal_stops_the_worker_gracefully(qctl: Queuectl, tmp_path: Path) -> None:
+    """A terminal's Ctrl+C signals the whole foreground process group, not one pid."""
+    gate = tmp_path / "gate"
+    marker = tmp_path / "done"
+    job_id = qctl.enqueue({"command": gate_command(gate, f"echo done >> {q(marker)}")})
+    out, err = tmp_path / "tty-worker.out", tmp_path / "tty-worker.err"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen(
+            [qctl.exe, "worker", "start"],
+            stdout=o,
+            stderr=e,
+            stdin=subprocess.DEVNULL,
+            env=qctl.env,
+            cwd=qctl.root,
+            process_group=0,  # its own group, like a job started at a shell prompt
+        )
+    worker = WorkerProcess(proc, out, err)
+    qctl.workers.append(worker)  # the fixture kills it if the test fails
+    qctl.wait_state(job_id, "running")
+
+    os.killpg(proc.pid, signal.SIGINT)  # ^C
+    wait_for(lambda: "stopping" in worker.stderr(), message="the worker to start stopping")
+    assert qctl.state(job_id) == "running"  # the job did not get the terminal's ^C
+    gate.touch()
+    assert worker.wait(timeout=20) == 0, worker.stderr()
+    assert qctl.state(job_id) == "completed"
+    assert lines(marker) == ["done"]
+
+
+def test_second_sigint_stops_now_and_gives_the_job_back(
+    qctl: Queuectl, tmp_path: Path, process_groups: ProcessGroups
+) -> None:
+    pids = tmp_path / "pids"
+    job_id = qctl.enqueue({"command": f"echo $$ >> {q(pids)}; sleep 30"})
+    worker = qctl.start_worker()
+    qctl.wait_state(job_id, "running")
+    wait_for(lambda: lines(pids), message="the job to start")
+
+    worker.signal(signal.SIGINT)
+    wait_for(lambda: "stopping" in worker.stderr(), message="the first Ctrl+C to be seen")
+    began = time.monotonic()
+    worker.signal(signal.SIGINT)
+    assert worker.wait(timeout=15) == 0
+    assert time.monotonic() - began < 7, "the second Ctrl+C should stop the worker promptly"
+    job = qctl.job(job_id)
+    assert job["state"] == "pending"
+    assert job["attempts"] == 0  # an interrupted run is not charged
+    assert process_groups.gone(int(lines(pids)[0]))
+
+
+def test_job_leaving_a_background_process_completes_and_leaves_nothing(
+    qctl: Queuectl, tmp_path: Path, process_groups: ProcessGroups
+) -> None:
+    pids = tmp_path / "pids"
+    job_id = qctl.enqueue({"command": f"echo $$ >> {q(pids)}; sleep 30 & echo left behind"})
+    worker = qctl.start_worker()
+    job = qctl.wait_state(job_id, "completed", timeout=10)
+    assert epoch(job["finished_at"]) - epoch(job["started_at"]) < 5
+    assert f"[{job_id}] left behind\n" in worker.stdout()
+    wait_for(lambda: process_groups.gone(int(lines(pids)[0])), timeout=5, message="the sleep")
+    stop(worker)
+
+
+def test_jobs_and_config_survive_a_restart(qctl: Queuectl, tmp_path: Path) -> None:
+    marker = tmp_path / "ran"
+    qctl.run("config", "set", "max_retries", "2")
+    qctl.run("config", "set", "backoff_base", "1.7")
+    first = qctl.enqueue({"command": f"echo first >> {q(marker)}"})
+    worker = qctl.start_worker(name="before-restart")
+    qctl.wait_state(first, "completed")
+    stop(worker)
+
+    second = qctl.enqueue({"command": f"echo second-$QUEUECTL_ATTEMPT >> {q(marker)}; exit 3"})
+    later = qctl.enqueue({"command": "true", "delay": 3600, "priority": 4, "queue": "later"})
+    # Fresh processes see everything: the jobs and the settings.
+    settings = qctl.json("config", "show")
+    assert settings["max_retries"] == 2 and settings["backoff_base"] == 1.7
+    assert qctl.job(second)["max_retries"] == 2
+    assert qctl.state(first) == "completed"
+
+    worker = qctl.start_worker(name="after-restart")
+    failed = qctl.wait_state(second, "failed")
+    gap = epoch(failed["next_attempt_at"]) - epoch(failed["finished_at"])
+    assert gap == pytest.approx(1.7, abs=0.02)  # the fresh worker uses the stored backoff
+    dead = qctl.wait_state(second, "dead")
+    assert dead["attempts"] == 2
+    assert dead["exit_code"] == 3
+    stop(worker)
+    assert lines(marker) == ["first", "second-1", "second-2"]
+
+    # The data lives in the database file: another environment opening it by path sees it.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in qctl.env.items() if k != "QUEUECTL_DB"}
+    env["XDG_DATA_HOME"] = str(elsewhere)
+    listed = subprocess.run(
+        [qctl.exe, "--db", str(qctl.db), "list", "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=elsewhere,
+        check=True,
+    )
+    by_id = {j["id"]: j for j in json.loads(listed.stdout)}
+    assert by_id == {j["id"]: j for j in qctl.json("list")}
+    assert [by_id[i]["state"] for i in (first, second, later)] == ["completed", "dead", "pending"]
+    assert by_id[later]["queue"] == "later" and by_id[later]["priority"] == 4
+    assert not (elsewhere / "queuectl").exists()  # it used the file it was given
+
+    # Files it creates are private to the user.
+    assert qctl.db.stat().st_mode & 0o777 == 0o600
+    assert qctl.db.parent.stat().st_mode & 0o777 == 0o700
+    logs = [p for p in qctl.db.parent.rglob("*") if p.is_file() and first in p.name]
+    assert logs, "the first job's log file"
+    for path in logs:
+        assert path.stat().st_mode & 0o777 == 0o600, path
+        assert path.parent.stat().st_mode & 0o777 == 0o700, path.parent
+
+
+def test_priority_order_and_delay(qctl: Queuectl, tmp_path: Path) -> None:
+    marker = tmp_path / "order"
+    delay = 2.5
+
+    def job(name: str) -> str:
+        return f'echo "{name} $(date +%s.%N)" >> {q(marker)}'
+
+    enqueued_at = time.time()
+    # The delayed job has the highest priority: only its delay can hold it back.
+    delayed = qctl.run(
+        "enqueue",
+        "--delay",
+        str(delay),
+        "--priority",
+        "100",
+        json.dumps({"command": job("delayed")}),
+    ).stdout.strip()
+    due = epoch(qctl.job(delayed)["next_attempt_at"])
+    assert due >= enqueued_at + delay - 0.01
+    low = qctl.enqueue({"command": job("low"), "priority": 0})
+    high = qctl.enqueue({"command": job("high"), "priority": 10})
+    worker = qctl.start_worker("--count", "1")
+
+    qctl.wait_state(low, "completed")
+    assert qctl.state(high) == "completed"
+    if time.time() < due - 0.3:  # (a very slow machine may already have reached it)
+        assert qctl.state(delayed) == "pending"
+    qctl.wait_state(delayed, "completed", timeout=15)
+    stop(worker)
+
+    ran = {name: float(ts) for name, ts in (line.split() for line in lines(marker))}
+    assert len(lines(marker)) == 3
+    assert ran["high"] < ran["low"], "the higher-priority job enqueued later ran first"
+    assert ran["delayed"] >= due - 0.05, "the delayed job ran before its time"
+    assert ran["delayed"] <= due + 5
+    if ran["low"] < due:
+        assert ran["delayed"] > ran["low"]
+
+
+def test_job_timeout_kills_it_and_it_ends_dead(qctl: Queuectl) -> None:
+    job_id = qctl.enqueue({"command": "sleep 30", "timeout": 1, "max_retries": 1})
+    worker = qctl.start_worker()
+    job = qctl.wait_state(job_id, "dead", timeout=20)
+    assert "timed out" in job["last_error"]
+    assert job["attempts"] == 1
+    took = epoch(job["finished_at"]) - epoch(job["started_at"])
+    assert 0.9 <= took < 10
+    stop(worker)
+
+
+def test_worker_list_shows_the_running_worker_and_its_job(qctl: Queuectl, tmp_path: Path) -> None:
+    gate = tmp_path / "gate"
+    worker = qctl.start_worker("--count", "2")
+    job_id = qctl.enqueue({"command": gate_command(gate, "true")})
+    qctl.wait_state(job_id, "running")
+
+    listed = qctl.json("worker", "list")
+    assert len(listed) == 1
+    info = listed[0]
+    assert info["host"] == socket.gethostname()
+    assert info["pid"] == worker.pid
+    assert info["current_jobs"] == [job_id]
+    assert info["id"] == qctl.job(job_id)["worker_id"]
+    before = time.time()
+    assert epoch(info["started_at"]) <= epoch(info["last_heartbeat"]) <= before + 1
+    table = qctl.run("worker", "list").stdout
+    assert info["id"] in table and str(worker.pid) in table and job_id in table
+
+    # `processing` is the alias of running: it finds the job the worker runs.
+    assert [j["id"] for j in qctl.json("list", "--state", "processing")] == [job_id]
+    assert [j["id"] for j in qctl.json("list", "--state", "running")] == [job_id]
+    status = qctl.json("status")
+    assert status["jobs"]["running"] == 1
+    assert status["workers"]["active"] == 1
+
+    # `--count 2`: a second job runs beside the first.
+    other = qctl.enqueue({"command": gate_command(gate, "true")})
+    qctl.wait_state(other, "running")
+    assert sorted(qctl.json("worker", "list")[0]["current_jobs"]) == sorted([job_id, other])
+
+    gate.touch()
+    qctl.wait_state(job_id, "completed")
+    qctl.wait_state(other, "completed")
+    wait_for(
+        lambda: qctl.json("worker", "list")[0]["current_jobs"] == [],
+        message="the worker to be idle",
+    )
+    stop(worker)
+    assert qctl.json("worker", "list") == []

@@ -1,0 +1,671 @@
+"""The executor with real subprocesses: outcomes, process groups, pipes, logs, the watchdog.
+
+Every wait polls with a deadline. "A process survives" means a live (non-zombie)
+process: an orphan killed here is reparented to PID 1, which may take a while
+to reap it, and a zombie runs no code.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from queuectl.queue import executor as executor_module
+from queuectl.queue import joblog
+from queuectl.queue.executor import MAX_LINE, READ_CHUNK, Executor, Outcome
+from tests.helpers import wait_for
+
+# -- /proc helpers ---------------------------------------------------------------------------
+
+
+def _proc_stat(pid: int) -> tuple[str, int, int] | None:
+    """(state, ppid, pgrp) of a process, or None when it does not exist."""
+    try:
+        text = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    fields = text[text.rindex(")") + 2 :].split()
+    return fields[0], int(fields[1]), int(fields[2])
+
+
+def _all_pids() -> list[int]:
+    return [int(name) for name in os.listdir("/proc") if name.isdigit()]
+
+
+def is_alive(pid: int) -> bool:
+    """True while `pid` exists and is not a zombie."""
+    stat = _proc_stat(pid)
+    return stat is not None and stat[0] != "Z"
+
+
+def live_group_members(pgid: int) -> list[int]:
+    """Processes of group `pgid` that still run (zombies excluded)."""
+    members = []
+    for pid in _all_pids():
+        stat = _proc_stat(pid)
+        if stat is not None and stat[2] == pgid and stat[0] != "Z":
+            members.append(pid)
+    return members
+
+
+def group_gone(pgid: int) -> bool:
+    """No process of group `pgid` survives: killpg finds nobody, or only zombies remain."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return True
+    return not live_group_members(pgid)
+
+
+def children_of(pid: int) -> dict[int, str]:
+    """Direct children of `pid` with their state letter (Z = zombie)."""
+    found = {}
+    for child in _all_pids():
+        stat = _proc_stat(child)
+        if stat is not None and stat[1] == pid:
+            found[child] = stat[0]
+    return found
+
+
+def open_fd_count() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+def read_pid(path: Path) -> int:
+    """Wait until a job has written its pid (`echo $$ > path`) and return it."""
+    text = wait_for(
+        lambda: path.exists() and path.read_text().strip(), timeout=10, message=f"{path}"
+    )
+    return int(text)
+
+
+def kill_group_quietly(pgid: int) -> None:
+    """Cleanup after a failed assertion: never leave a test's processes running."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pgid, signal.SIGKILL)
+
+
+# -- driving the executor ---------------------------------------------------------------------
+
+
+class Lines:
+    """An on_line callback that keeps what it receives."""
+
+    def __init__(self, keep: bool = True) -> None:
+        self.keep = keep
+        self.pieces: dict[str, list[bytes]] = {}
+        self.sizes: list[int] = []
+        self.counts: dict[int, int] = {}
+
+    def __call__(self, key: str, data: bytes) -> None:
+        self.sizes.append(len(data))
+        for byte in (ord("x"), ord("y")):
+            self.counts[byte] = self.counts.get(byte, 0) + data.count(byte)
+        if self.keep:
+            self.pieces.setdefault(key, []).append(data)
+
+    def text(self, key: str) -> str:
+        return b"".join(self.pieces.get(key, [])).decode()
+
+
+def start(
+    executor: Executor,
+    key: str,
+    command: str,
+    tmp_path: Path,
+    *,
+    timeout: float | None = None,
+    env: dict[str, str] | None = None,
+) -> Path:
+    """Start a job that must start; returns its log path."""
+    log_path = tmp_path / "logs" / f"{key}.log"
+    result = executor.start(
+        key,
+        command,
+        log_path=log_path,
+        log_header=f"--- run of {key}\n",
+        env=env or {},
+        timeout=timeout,
+    )
+    assert result is None, f"job {key} did not start: {result}"
+    return log_path
+
+
+def run_until_done(executor: Executor, keys: set[str], timeout: float = 15.0) -> dict[str, Outcome]:
+    """Poll until every key is reported; each key must be reported exactly once."""
+    deadline = time.monotonic() + timeout
+    outcomes: dict[str, Outcome] = {}
+    while set(outcomes) != keys:
+        if time.monotonic() > deadline:
+            missing = sorted(keys - set(outcomes))
+            raise AssertionError(f"timed out after {timeout}s waiting for {missing}")
+        for key, outcome in executor.poll(0.1):
+            assert key not in outcomes, f"{key} reported twice"
+            assert key in keys, f"unexpected key {key}"
+            outcomes[key] = outcome
+    return outcomes
+
+
+def run_one(executor: Executor, key: str, timeout: float = 15.0) -> Outcome:
+    return run_until_done(executor, {key}, timeout)[key]
+
+
+@pytest.fixture
+def lines() -> Lines:
+    return Lines()
+
+
+@pytest.fixture
+def executor(lines: Lines) -> Iterator[Executor]:
+    ex = Executor(lines, guard=False)
+    try:
+        yield ex
+    finally:
+        ex.close()
+
+
+# -- outcomes ---------------------------------------------------------------------------------
+
+
+def test_exit_zero_succeeds_and_output_is_captured(
+    executor: Executor, lines: Lines, tmp_path: Path
+) -> None:
+    log_path = start(executor, "ok", "echo hello; echo oops >&2", tmp_path)
+    outcome = run_one(executor, "ok")
+    assert outcome.succeeded
+    assert outcome == Outcome(exit_code=0, duration=outcome.duration)
+    assert outcome.describe() == "exit code 0"
+    assert lines.text("ok") == "hello\noops\n"
+    assert joblog.read_log(log_path) == b"--- run of ok\nhello\noops\n"
+    assert executor.running == frozenset()
+
+
+def test_nonzero_exit_is_a_failure_with_its_code(executor: Executor, tmp_path: Path) -> None:
+    start(executor, "three", "exit 3", tmp_path)
+    outcome = run_one(executor, "three")
+    assert not outcome.succeeded
+    assert (outcome.exit_code, outcome.signal, outcome.timed_out) == (3, None, False)
+    assert not outcome.interrupted
+    assert outcome.error is None
+    assert outcome.describe() == "exit code 3"
+
+
+def test_command_not_found_is_127(executor: Executor, tmp_path: Path) -> None:
+    log_path = start(executor, "nf", "queuectl-no-such-command-xyz --flag", tmp_path)
+    outcome = run_one(executor, "nf")
+    assert not outcome.succeeded
+    assert outcome.exit_code == 127
+    assert outcome.signal is None
+    assert "command not found" in outcome.describe()
+    assert b"not found" in joblog.read_log(log_path)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGUSR1])
+def test_killed_by_a_signal_is_recorded_as_that_signal(
+    executor: Executor, tmp_path: Path, sig: signal.Signals
+) -> None:
+    start(executor, "sig", f"kill -{sig.name.removeprefix('SIG')} $$; sleep 5", tmp_path)
+    outcome = run_one(executor, "sig")
+    assert not outcome.succeeded
+    assert outcome.exit_code is None
+    assert outcome.signal == sig
+    assert not outcome.timed_out
+    assert not outcome.interrupted
+    assert outcome.describe() == f"killed by {sig.name}"
+
+
+def test_outcomes_of_concurrent_jobs_are_kept_apart(executor: Executor, tmp_path: Path) -> None:
+    start(executor, "a", "exit 0", tmp_path)
+    start(executor, "b", "exit 3", tmp_path)
+    start(executor, "c", "queuectl-no-such-command-xyz", tmp_path)
+    start(executor, "d", "kill -KILL $$", tmp_path)
+    outcomes = run_until_done(executor, {"a", "b", "c", "d"})
+    assert outcomes["a"].exit_code == 0
+    assert outcomes["b"].exit_code == 3
+    assert outcomes["c"].exit_code == 127
+    assert outcomes["d"].signal == signal.SIGKILL
+    assert [o.succeeded for o in (outcomes[k] for k in "abcd")] == [True, False, False, False]
+
+
+def test_job_sees_its_environment(executor: Executor, lines: Lines, tmp_path: Path) -> None:
+    start(
+        executor,
+        "env",
+        'echo "$QUEUECTL_JOB_ID/$QUEUECTL_ATTEMPT"',
+        tmp_path,
+        env={"QUEUECTL_JOB_ID": "job-7", "QUEUECTL_ATTEMPT": "2"},
+    )
+    assert run_one(executor, "env").succeeded
+    assert lines.text("env") == "job-7/2\n"
+
+
+# -- process groups, timeouts, stopping ------------------------------------------------------
+
+
+def test_timeout_kills_the_whole_process_group(executor: Executor, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pgid"
+    start(executor, "tm", f"echo $$ > {pidfile}; sleep 60 & sleep 60", tmp_path, timeout=0.5)
+    pgid = read_pid(pidfile)
+    try:
+
+        def running_members() -> list[int]:
+            found = live_group_members(pgid)
+            return found if len(found) >= 2 else []
+
+        # Without poll() nothing enforces the deadline yet: see the group really running.
+        members = wait_for(running_members, message="the job's shell and its sleeps")
+        assert pgid in members
+        outcome = run_one(executor, "tm", timeout=10)
+        assert outcome.timed_out
+        assert not outcome.succeeded
+        assert not outcome.interrupted
+        assert outcome.describe().startswith("timed out after")
+        assert outcome.duration < 5
+        wait_for(lambda: group_gone(pgid), timeout=10, message=f"process group {pgid} to die")
+    finally:
+        kill_group_quietly(pgid)
+
+
+def test_job_ignoring_sigterm_is_sigkilled_after_the_grace(tmp_path: Path) -> None:
+    pidfile = tmp_path / "pgid"
+    ex = Executor(guard=False, kill_grace=0.3)
+    try:
+        start(ex, "stubborn", f"trap '' TERM; echo $$ > {pidfile}; sleep 30", tmp_path, timeout=0.2)
+        pgid = read_pid(pidfile)
+        try:
+            outcome = run_one(ex, "stubborn", timeout=10)
+            assert outcome.timed_out
+            assert outcome.signal == signal.SIGKILL
+            # SIGTERM at 0.2 s did nothing; SIGKILL came one grace period later.
+            assert 0.45 <= outcome.duration < 5
+            wait_for(lambda: group_gone(pgid), timeout=10, message="the stubborn group to die")
+        finally:
+            kill_group_quietly(pgid)
+    finally:
+        ex.close()
+
+
+def test_stop_interrupts_the_run(executor: Executor, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pgid"
+    start(executor, "long", f"echo $$ > {pidfile}; sleep 30 & sleep 30", tmp_path)
+    pgid = read_pid(pidfile)
+    try:
+        assert executor.poll(0) == []
+        executor.stop("long")
+        outcome = run_one(executor, "long", timeout=10)
+        assert outcome.interrupted
+        assert not outcome.timed_out
+        assert not outcome.succeeded
+        assert outcome.signal == signal.SIGTERM
+        assert outcome.duration < 5
+        wait_for(lambda: group_gone(pgid), timeout=10, message="the stopped group to die")
+    finally:
+        kill_group_quietly(pgid)
+
+
+def test_stop_escalates_to_sigkill_after_grace(tmp_path: Path) -> None:
+    ex = Executor(guard=False, kill_grace=0.3)
+    try:
+        pidfile = tmp_path / "pgid"
+        start(ex, "stubborn", f"trap '' TERM; echo $$ > {pidfile}; sleep 30", tmp_path)
+        pgid = read_pid(pidfile)
+        try:
+            ex.stop("stubborn")
+            outcome = run_one(ex, "stubborn", timeout=10)
+            assert outcome.interrupted
+            assert outcome.signal == signal.SIGKILL
+            assert 0.25 <= outcome.duration < 5
+        finally:
+            kill_group_quietly(pgid)
+    finally:
+        ex.close()
+
+
+def test_background_child_holding_the_pipe_does_not_delay_the_job(
+    executor: Executor, lines: Lines, tmp_path: Path
+) -> None:
+    bgfile = tmp_path / "bg"
+    log_path = start(executor, "bg", f"sleep 30 & echo $! > {bgfile}; echo done", tmp_path)
+    outcome = run_one(executor, "bg", timeout=10)
+    bg_pid = int(bgfile.read_text())
+    try:
+        assert outcome.succeeded
+        assert outcome.duration < 5
+        assert lines.text("bg") == "done\n"
+        assert joblog.read_log(log_path).endswith(b"done\n")
+        wait_for(lambda: not is_alive(bg_pid), timeout=10, message="the background sleep to die")
+    finally:
+        if is_alive(bg_pid):
+            os.kill(bg_pid, signal.SIGKILL)
+
+
+@pytest.fixture
+def blocking_stdin() -> Iterator[None]:
+    """Make our own fd 0 a pipe nobody writes to, so a job that inherited it would hang."""
+    read_end, write_end = os.pipe()
+    saved = os.dup(0)
+    os.dup2(read_end, 0)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 0)
+        for fd in (saved, read_end, write_end):
+            os.close(fd)
+
+
+@pytest.mark.usefixtures("blocking_stdin")
+def test_stdin_is_at_eof(executor: Executor, lines: Lines, tmp_path: Path) -> None:
+    start(executor, "cat", "cat; echo after-cat", tmp_path, timeout=3)
+    outcome = run_one(executor, "cat", timeout=10)
+    assert not outcome.timed_out, "the job waited on stdin"
+    assert outcome.succeeded
+    assert outcome.duration < 2
+    assert lines.text("cat") == "after-cat\n"
+
+
+def test_partial_last_line_is_delivered(executor: Executor, lines: Lines, tmp_path: Path) -> None:
+    start(executor, "nl", "printf 'one\\ntwo'", tmp_path)
+    assert run_one(executor, "nl").succeeded
+    assert lines.pieces["nl"] == [b"one\n", b"two\n"]
+
+
+# -- volume -----------------------------------------------------------------------------------
+
+
+def test_ten_megabytes_on_both_streams(tmp_path: Path) -> None:
+    counter = Lines(keep=False)
+    ex = Executor(counter, guard=False)
+    size = 10_000_000
+    try:
+        log_path = start(
+            ex,
+            "big",
+            f"head -c {size} /dev/zero | tr '\\0' x; head -c {size} /dev/zero | tr '\\0' y >&2",
+            tmp_path,
+        )
+        outcome = run_one(ex, "big", timeout=40)
+    finally:
+        ex.close()
+    assert outcome.succeeded, outcome.describe()
+    assert outcome.error is None
+    # Everything reached the callback, in bounded pieces.
+    assert counter.counts == {ord("x"): size, ord("y"): size}
+    assert max(counter.sizes) <= MAX_LINE + READ_CHUNK
+    assert len(counter.sizes) >= 2 * size // (MAX_LINE + READ_CHUNK)
+    # The log kept only the latest output, bounded.
+    rotated = log_path.with_name(log_path.name + ".1")
+    assert log_path.stat().st_size <= joblog.LOG_MAX_BYTES
+    assert rotated.stat().st_size <= joblog.LOG_MAX_BYTES
+    kept = joblog.read_log(log_path)
+    assert joblog.LOG_MAX_BYTES <= len(kept) <= 2 * joblog.LOG_MAX_BYTES
+    assert kept.endswith(b"y" * 100_000)
+    assert set(kept) == {ord("y")}  # the x's came first and were rotated away
+
+
+# -- failures to start ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("depth", ["parent", "grandparent"])
+def test_unopenable_log_refuses_to_start(executor: Executor, tmp_path: Path, depth: str) -> None:
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a regular file where a directory should be\n")
+    log_path = blocker / "job.log" if depth == "parent" else blocker / "logs" / "job.log"
+    marker = tmp_path / "ran"
+    before = set(children_of(os.getpid()))
+    result = executor.start("nolog", f"touch {marker}", log_path=log_path, log_header="h\n", env={})
+    assert result is not None
+    assert result.error is not None
+    assert "cannot open the job's log" in result.error
+    assert str(log_path) in result.error
+    assert result.describe() == result.error
+    assert not result.succeeded
+    assert executor.running == frozenset()
+    assert executor.poll(0) == []
+    assert set(children_of(os.getpid())) == before  # no process was started
+    assert not marker.exists()
+
+
+def test_log_write_failure_fails_the_job_but_output_is_still_drained(
+    executor: Executor, lines: Lines, tmp_path: Path
+) -> None:
+    # A log on a full disk: every write fails with ENOSPC.
+    log_path = tmp_path / "logs" / "full.log"
+    log_path.parent.mkdir()
+    log_path.symlink_to("/dev/full")
+    start(executor, "full", "head -c 2000000 /dev/zero | tr '\\0' z; echo; echo end", tmp_path)
+    outcome = run_one(executor, "full", timeout=20)
+    assert outcome.exit_code == 0
+    assert not outcome.succeeded
+    assert outcome.error is not None
+    assert "cannot write the job's log" in outcome.error
+    assert outcome.describe() == outcome.error
+    assert lines.text("full").endswith("\nend\n")  # the pipe kept being read
+
+
+def test_log_is_private_even_with_a_permissive_umask(executor: Executor, tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        log_path = start(executor, "priv", "echo secret", tmp_path)
+        assert run_one(executor, "priv").succeeded
+    finally:
+        os.umask(old)
+    assert log_path.parent.stat().st_mode & 0o777 == 0o700
+    assert log_path.stat().st_mode & 0o777 == 0o600
+
+
+def test_shell_that_cannot_be_spawned_is_an_error_outcome(
+    executor: Executor, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def no_fork(*args: object, **kwargs: object) -> subprocess.Popen[bytes]:
+        raise OSError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+
+    fds_before = open_fd_count()
+    monkeypatch.setattr(subprocess, "Popen", no_fork)
+    result = executor.start(
+        "nofork", "true", log_path=tmp_path / "logs" / "nofork.log", log_header="h\n", env={}
+    )
+    monkeypatch.undo()
+    assert result is not None
+    assert result.error == f"cannot start /bin/sh: {os.strerror(errno.EAGAIN)}"
+    assert not result.succeeded
+    assert executor.running == frozenset()
+    assert open_fd_count() == fds_before  # the log opened for it was closed again
+
+
+# -- without pidfd (kernels before 5.3): exits are found by polling ---------------------
+
+
+@pytest.fixture
+def no_pidfd(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(executor_module, "_pidfd_open", lambda pid: None)
+
+
+@pytest.mark.usefixtures("no_pidfd")
+def test_without_pidfd_background_child_does_not_delay_the_job(
+    executor: Executor, lines: Lines, tmp_path: Path
+) -> None:
+    bgfile = tmp_path / "bg"
+    start(executor, "bg", f"sleep 30 & echo $! > {bgfile}; echo done", tmp_path)
+    outcome = run_one(executor, "bg", timeout=10)
+    bg_pid = int(bgfile.read_text())
+    try:
+        assert outcome.succeeded
+        assert outcome.duration < 5
+        assert lines.text("bg") == "done\n"
+        wait_for(lambda: not is_alive(bg_pid), timeout=10, message="the background sleep to die")
+    finally:
+        if is_alive(bg_pid):
+            os.kill(bg_pid, signal.SIGKILL)
+
+
+@pytest.mark.usefixtures("no_pidfd")
+def test_without_pidfd_timeout_kills_the_group(executor: Executor, tmp_path: Path) -> None:
+    pidfile = tmp_path / "pgid"
+    start(executor, "tm", f"echo $$ > {pidfile}; sleep 60 & sleep 60", tmp_path, timeout=0.3)
+    pgid = read_pid(pidfile)
+    try:
+        outcome = run_one(executor, "tm", timeout=10)
+        assert outcome.timed_out
+        wait_for(lambda: group_gone(pgid), timeout=10, message=f"process group {pgid} to die")
+    finally:
+        kill_group_quietly(pgid)
+
+
+@pytest.mark.usefixtures("no_pidfd")
+def test_without_pidfd_outcomes_are_distinct(executor: Executor, tmp_path: Path) -> None:
+    start(executor, "a", "exit 0", tmp_path)
+    start(executor, "b", "exit 3", tmp_path)
+    start(executor, "c", "kill -KILL $$", tmp_path)
+    outcomes = run_until_done(executor, {"a", "b", "c"})
+    assert (outcomes["a"].exit_code, outcomes["b"].exit_code) == (0, 3)
+    assert outcomes["c"].signal == signal.SIGKILL
+
+
+# -- resources --------------------------------------------------------------------------------
+
+
+def test_many_quick_jobs_leave_no_zombies_or_fds(tmp_path: Path) -> None:
+    me = os.getpid()
+    children_before = set(children_of(me))
+    fds_before = open_fd_count()
+    ex = Executor(guard=False)
+    try:
+        pending = [f"job{i}" for i in range(200)]
+        outcomes: dict[str, Outcome] = {}
+        deadline = time.monotonic() + 40
+        while pending or ex.running:
+            assert time.monotonic() < deadline, "200 quick jobs took too long"
+            while pending and len(ex.running) < 20:
+                key = pending.pop()
+                start(ex, key, "exit 0" if int(key[3:]) % 2 else "true", tmp_path)
+            for key, outcome in ex.poll(0.1):
+                outcomes[key] = outcome
+        assert len(outcomes) == 200
+        assert all(o.succeeded for o in outcomes.values())
+        # Every job was reaped as it was reported: no zombie children.
+        leftover = {pid: st for pid, st in children_of(me).items() if pid not in children_before}
+        assert leftover == {}
+    finally:
+        ex.close()
+    assert set(children_of(me)) <= children_before
+    assert open_fd_count() == fds_before
+
+
+# -- the watchdog -----------------------------------------------------------------------------
+
+_GUARDED_WORKER = r"""
+import sys, time
+from pathlib import Path
+from queuectl.queue.executor import Executor
+
+tmp = Path(sys.argv[1])
+pidfile = tmp / "job.pid"
+ex = Executor(guard=True)
+started = ex.start(
+    "job",
+    f"echo $$ > {pidfile}; sleep 60 & sleep 60",
+    log_path=tmp / "logs" / "job.log",
+    log_header="run\n",
+    env={},
+)
+assert started is None, started
+deadline = time.monotonic() + 10
+while not (pidfile.exists() and pidfile.read_text().strip()):
+    assert time.monotonic() < deadline, "the job never wrote its pid"
+    ex.poll(0.05)
+print("ready", ex._watchdog.pid, flush=True)
+sys.stdin.read()  # block until killed
+"""
+
+
+def test_watchdog_kills_the_jobs_of_a_killed_worker(tmp_path: Path) -> None:
+    worker = subprocess.Popen(
+        [sys.executable, "-c", _GUARDED_WORKER, str(tmp_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    pgid: int | None = None
+    try:
+        assert worker.stdout is not None
+        line = worker.stdout.readline().decode().split()
+        if not line:
+            worker.kill()
+            _, err = worker.communicate(timeout=10)
+            raise AssertionError(f"the guarded worker failed: {err.decode()}")
+        assert line[0] == "ready"
+        watchdog_pid = int(line[1])
+        pgid = int((tmp_path / "job.pid").read_text())
+        assert pgid in live_group_members(pgid)
+        assert is_alive(watchdog_pid)
+
+        worker.kill()
+        worker.communicate(timeout=10)
+        assert worker.returncode == -signal.SIGKILL
+
+        wait_for(lambda: group_gone(pgid), timeout=10, message=f"the dead worker's group {pgid}")
+        wait_for(lambda: not is_alive(watchdog_pid), timeout=10, message="the watchdog to exit")
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+        worker.communicate(timeout=10)
+        if pgid is not None:
+            kill_group_quietly(pgid)
+
+
+def test_clean_close_leaves_no_watchdog(tmp_path: Path) -> None:
+    me = os.getpid()
+    before = set(children_of(me))
+    fds_before = open_fd_count()
+    ex = Executor(guard=True)
+    try:
+        watchdogs = set(children_of(me)) - before
+        assert len(watchdogs) == 1, watchdogs  # the watchdog runs while the executor does
+        (watchdog_pid,) = watchdogs
+        cmdline = Path(f"/proc/{watchdog_pid}/cmdline").read_bytes()
+        assert b"queuectl.queue.watchdog" in cmdline
+        start(ex, "quick", "echo hi", tmp_path)
+        assert run_one(ex, "quick").succeeded
+        assert is_alive(watchdog_pid)
+    finally:
+        ex.close()
+    assert _proc_stat(watchdog_pid) is None  # exited and reaped by close()
+    assert set(children_of(me)) <= before
+    assert open_fd_count() == fds_before
+
+
+# -- bookkeeping ------------------------------------------------------------------------------
+
+
+def test_starting_a_key_that_is_still_running_is_refused(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """A key names one run; a second start must not orphan the first (its process,
+    pipe and pidfd would leak and poll() would spin on the stale pidfd)."""
+    pidfile = tmp_path / "first.pid"
+    start(executor, "dup", f"echo $$ > {pidfile}; exec sleep 30", tmp_path)
+    first_pgid = read_pid(pidfile)
+    try:
+        with pytest.raises(ValueError, match="already running"):
+            executor.start(
+                "dup", "exit 0", log_path=tmp_path / "logs" / "dup.log", log_header="", env={}
+            )
+        assert executor.running == frozenset({"dup"})
+        kill_group_quietly(first_pgid)
+        reports: list[Outcome] = []
+        deadline = time.monotonic() + 5
+        while not reports and time.monotonic() < deadline:
+            reports.extend(outcome for key, outcome in executor.poll(0.1) if key == "dup")
+        assert len(reports) == 1
+        assert executor.running == frozenset()
+    finally:
+        kill_group_quietly(first_pgid)
