@@ -29,10 +29,12 @@ class AppContext:
         self.db = resolve_db(db_option)
         self._service: QueueService | None = None
 
-    def open_store(self, *, durable: bool = True) -> Store:
+    def open_store(
+        self, *, durable: bool = True, worker: bool = False, require_schema: bool = True
+    ) -> Store:
         from queuectl.storage import open_store
 
-        return open_store(self.db, durable=durable)
+        return open_store(self.db, durable=durable, worker=worker, require_schema=require_schema)
 
     @property
     def logs_dir(self) -> Any:

@@ -40,11 +40,11 @@ def worker_start(app: AppContext, count: int, queues: tuple[str, ...], quiet: bo
 
     # Worker bookkeeping trades a synchronous commit for speed: a write lost to a
     # power cut can at worst make a job run again (see docs/DECISIONS.md).
-    store = app.open_store(durable=False)
+    store = app.open_store(durable=False, worker=True)
     try:
         runner = Worker(
             store,
-            open_store=lambda: app.open_store(durable=False),
+            open_store=lambda: app.open_store(durable=False, worker=True),
             logs_dir=app.logs_dir,
             concurrency=count,
             queues=queues,

@@ -31,9 +31,9 @@ from queuectl.queue.settings import Settings
 from queuectl.storage.base import Store
 from queuectl.timeutil import format_seconds, to_iso
 
-IDLE_POLL_MIN = 0.002  # seconds between change checks right after activity
-IDLE_POLL_MAX = 0.010  # seconds: the cap idle polling backs off to (pickup latency bound)
-BUSY_WAIT = 0.5  # seconds the loop sleeps when every slot is busy (events wake it earlier)
+BUSY_WAIT = 0.5  # seconds the loop waits at most for events (any event wakes it earlier)
+STEP_POLL = 0.010  # seconds: idle wait of a loop driven by step() alone (no watcher)
+WATCH_SLICE = 1.0  # seconds per wait_for_change call of the watcher thread
 SETTINGS_REFRESH = 2.0  # seconds between re-reads of the shared settings
 STORAGE_RETRY_MAX = 5.0  # seconds: cap of the backoff while the database is unavailable
 RECORD_GIVE_UP = 60.0  # seconds a stopping worker keeps retrying to record outcomes
@@ -136,7 +136,8 @@ class Worker:
         self._storage_backoff = 0.0
         self._stopping_since: float | None = None
         self._flags = _Flags()
-        self._poll = IDLE_POLL_MIN
+        self._notified = threading.Event()  # set by the watcher thread
+        self._watcher: threading.Thread | None = None
         self._due_at: float | None = None  # store clock: when a waiting job becomes runnable
         self._claim_now = True
         self._stopping = False
@@ -183,6 +184,8 @@ class Worker:
             target=self._heartbeat_loop, name="heartbeat", daemon=True
         )
         self._hb_thread.start()
+        self._watcher = threading.Thread(target=self._watch_loop, name="watcher", daemon=True)
+        self._watcher.start()
 
     @property
     def finished(self) -> bool:
@@ -202,9 +205,10 @@ class Worker:
     def shutdown(self) -> None:
         """Stop heartbeating, deregister, release the executor and the wake-up pipe."""
         self._hb_stop.set()
-        if self._hb_thread is not None:
-            self._hb_thread.join()
-            self._hb_thread = None
+        for thread in (self._hb_thread, self._watcher):
+            if thread is not None:
+                thread.join()
+        self._hb_thread = self._watcher = None
         if self._running:  # only on an unexpected error: give the jobs back
             self.request_stop(force=True)
             self.executor.stop_all(grace=0)
@@ -331,20 +335,23 @@ class Worker:
             claimed += 1
             self._launch(job)
         if claimed:
-            self._poll = IDLE_POLL_MIN
             self._claim_now = True  # more may be waiting: look again when a slot frees
         return claimed
 
     def _should_try_claim(self) -> bool:
-        if self.store.changed():
+        if self._watcher is None:  # driven by step() alone: look for changes ourselves
+            if self.store.changed():
+                return True
+        elif self._notified.is_set():
+            self._notified.clear()
             return True
         if self._claim_now:
             return True
         return self._due_at is not None and self.store.now() >= self._due_at
 
     def _idle_wait(self) -> float:
-        wait = self._poll
-        self._poll = min(self._poll * 2, IDLE_POLL_MAX)
+        # With a watcher thread, its wake-up ends the wait; without one, poll.
+        wait = BUSY_WAIT if self._watcher is not None else STEP_POLL
         if self._due_at is not None:
             wait = min(wait, max(0.0, self._due_at - self.store.now()))
         return wait
@@ -443,6 +450,26 @@ class Worker:
             self._flags.stop_requested |= hb.stop_requested
         self._recover(store)
         self._wake()
+
+    def _watch_loop(self) -> None:
+        """Wake the loop when another connection may have made a job runnable."""
+        try:
+            store = self._open_store()
+        except QueuectlError as exc:
+            self._event(f"cannot watch for new jobs (polling instead): {exc.message}")
+            self._watcher = None
+            return
+        try:
+            while not self._hb_stop.is_set():
+                try:
+                    changed = store.wait_for_change(WATCH_SLICE, self._hb_stop)
+                except QueuectlError:
+                    changed = not self._hb_stop.wait(1.0)  # the database is away: retry
+                if changed:
+                    self._notified.set()
+                    self._wake()
+        finally:
+            store.close()
 
     def _renewed(self, began: float) -> None:
         """Leases were renewed by a write that began at `began` (monotonic)."""

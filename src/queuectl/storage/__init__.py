@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from queuectl.errors import InvalidInput
+from queuectl.errors import StorageUnavailable
 
 if TYPE_CHECKING:
     from queuectl.storage.base import Store
@@ -16,10 +16,23 @@ def is_postgres_url(target: str) -> bool:
     return target.startswith(("postgresql://", "postgres://"))
 
 
-def open_store(target: str, *, durable: bool = True) -> Store:
-    """Open the store named by a `--db` value: a `postgresql://` URL or a SQLite path."""
+def open_store(
+    target: str, *, durable: bool = True, worker: bool = False, require_schema: bool = True
+) -> Store:
+    """Open the store named by a `--db` value: a `postgresql://` URL or a SQLite path.
+
+    `durable`: SQLite commits are fsynced (every write that acknowledges to a user).
+    `worker`: open for a worker process (PostgreSQL: a shared connection pool).
+    `require_schema`: PostgreSQL refuses pending migrations (SQLite applies its own).
+    """
     if is_postgres_url(target):
-        raise InvalidInput("PostgreSQL support is not available in this version yet")
+        try:
+            from queuectl.storage.postgres import PostgresStore
+        except ImportError as exc:  # psycopg missing
+            raise StorageUnavailable(
+                f"PostgreSQL support needs psycopg: pip install 'queuectl[postgres]' ({exc})"
+            ) from exc
+        return PostgresStore(target, pooled=worker, require_schema=require_schema)
     from queuectl.storage.sqlite import SQLiteStore
 
     return SQLiteStore(Path(target), durable=durable)

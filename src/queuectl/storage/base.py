@@ -14,9 +14,15 @@ Errors: driver exceptions never escape; they are translated into
 from __future__ import annotations
 
 import abc
+import threading
+import time
 from collections.abc import Sequence
+from typing import Any
 
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
+
+CHANGE_POLL_MIN = 0.002  # seconds: first re-check of `changed()` while waiting
+CHANGE_POLL_MAX = 0.010  # seconds: the cap polling backs off to (bounds pickup latency)
 
 
 class Store(abc.ABC):
@@ -154,7 +160,42 @@ class Store(abc.ABC):
     def set_config(self, key: str, value: str) -> None:
         """Store one setting (already validated by the caller)."""
 
+    @abc.abstractmethod
+    def import_jobs(self, jobs: Sequence[Job]) -> int:
+        """Store exported jobs with their history (state, attempts, runs, times, outcome),
+        all or nothing; returns how many. A `running` job comes back `pending`, runnable
+        now, since no worker holds it here. Raises `DuplicateJob` for a taken id."""
+
+    # -- schema --------------------------------------------------------------------------------
+
+    @abc.abstractmethod
+    def schema_version(self) -> tuple[int, int]:
+        """`(applied, latest)` migration numbers."""
+
+    @abc.abstractmethod
+    def migrate(self) -> list[int]:
+        """Apply pending migrations, each in one transaction with its record; returns
+        the numbers applied. Safe to run from several processes at once."""
+
     # -- plumbing ------------------------------------------------------------------------------
+
+    def wait_for_change(self, timeout: float, interrupt: threading.Event) -> bool:
+        """Block up to `timeout` seconds until `changed()` is True (returns True), or
+        `interrupt` is set (returns False).
+
+        This default polls `changed()`, quickly at first and backing off to
+        `CHANGE_POLL_MAX`, which bounds the pickup latency of an idle worker;
+        PostgreSQL overrides it to wait on LISTEN/NOTIFY instead.
+        """
+        deadline = time.monotonic() + timeout
+        pause = CHANGE_POLL_MIN
+        while True:
+            if self.changed():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or interrupt.wait(min(pause, remaining)):
+                return False
+            pause = min(pause * 2, CHANGE_POLL_MAX)
 
     @abc.abstractmethod
     def now(self) -> float:
@@ -168,3 +209,65 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def close(self) -> None:
         """Release the connection. The store is unusable afterwards."""
+
+
+#: Column order of `import_job` queries in every dialect.
+IMPORT_COLUMNS = (
+    "id",
+    "command",
+    "state",
+    "attempts",
+    "max_retries",
+    "priority",
+    "queue",
+    "timeout",
+    "next_attempt_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "exit_code",
+    "last_error",
+    "worker_id",
+    "runs",
+    "recoveries",
+)
+
+
+def import_row(job: Job, now: float) -> dict[str, Any]:
+    """An exported job as it is stored again: a `running` job, whose worker is not
+    here, comes back `pending` and runnable now; every other field is kept."""
+    row = {name: getattr(job, name) for name in IMPORT_COLUMNS}
+    row["state"] = job.state.value
+    if job.state is JobState.RUNNING:
+        row["state"] = JobState.PENDING.value
+        row["next_attempt_at"] = now
+        row["last_error"] = "imported while running; run again (not charged)"
+    elif job.state in (JobState.PENDING, JobState.FAILED) and job.next_attempt_at is None:
+        row["next_attempt_at"] = now
+    return row
+
+
+def new_job_row(job: NewJob, now: float) -> Job:
+    """The stored form of a job just enqueued at `now` (store clock)."""
+    return Job(
+        id=job.id,
+        command=job.command,
+        state=JobState.PENDING,
+        attempts=0,
+        max_retries=job.max_retries,
+        priority=job.priority,
+        queue=job.queue,
+        timeout=job.timeout,
+        next_attempt_at=now if job.run_at is None else job.run_at,
+        created_at=now,
+        updated_at=now,
+        started_at=None,
+        finished_at=None,
+        exit_code=None,
+        last_error=None,
+        worker_id=None,
+        lease_expires_at=None,
+        runs=0,
+        recoveries=0,
+    )

@@ -31,7 +31,7 @@ from queuectl.errors import (
 )
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
 from queuectl.paths import make_private_dir
-from queuectl.storage.base import Store
+from queuectl.storage.base import Store, import_row, new_job_row
 from queuectl.storage.sqlfile import load_queries, migration_scripts
 
 P = ParamSpec("P")
@@ -124,7 +124,7 @@ class SQLiteStore(Store):
         self._clock = clock
         self._conn = self._connect(durable)
         if migrate:
-            self._migrate()
+            self.migrate()
 
     # -- connection and schema -------------------------------------------------------------
 
@@ -143,14 +143,20 @@ class SQLiteStore(Store):
         return conn
 
     @_retry_busy
-    def _migrate(self) -> None:
+    def schema_version(self) -> tuple[int, int]:
+        version = self._conn.execute("PRAGMA user_version").fetchone()[0]
+        return int(version), migration_scripts("sqlite")[-1][0]
+
+    @_retry_busy
+    def migrate(self) -> list[int]:
         scripts = migration_scripts("sqlite")
         latest = scripts[-1][0]
         version = self._conn.execute("PRAGMA user_version").fetchone()[0]
         if version == latest:
             self._ensure_wal()
-            return
+            return []
         self._check_version(version, latest)
+        applied = []
         with self._write() as conn:
             # Re-read inside the write lock: another process may have migrated meanwhile
             # (and its tables must not make this file look like someone else's).
@@ -175,7 +181,9 @@ class SQLiteStore(Store):
                     (number, name, self._clock()),
                 )
                 conn.execute(f"PRAGMA user_version = {number}")
+                applied.append(number)
         self._ensure_wal()
+        return applied
 
     def _ensure_wal(self) -> None:
         """WAL lets readers run while a writer commits. The mode is stored in the file
@@ -252,30 +260,7 @@ class SQLiteStore(Store):
                 conn.executemany(Q["insert_job"], rows)
         except sqlite3.IntegrityError as exc:
             raise _duplicate_error(jobs, self) from exc
-        return [
-            Job(
-                id=r[0],
-                command=r[1],
-                state=JobState.PENDING,
-                attempts=0,
-                max_retries=r[2],
-                priority=r[3],
-                queue=r[4],
-                timeout=r[5],
-                next_attempt_at=r[6],
-                created_at=now,
-                updated_at=now,
-                started_at=None,
-                finished_at=None,
-                exit_code=None,
-                last_error=None,
-                worker_id=None,
-                lease_expires_at=None,
-                runs=0,
-                recoveries=0,
-            )
-            for r in rows
-        ]
+        return [new_job_row(j, now) for j in jobs]
 
     @_retry_busy
     def claim(self, worker_id: str, queues: Sequence[str], lease_seconds: float) -> Job | None:
@@ -392,6 +377,19 @@ class SQLiteStore(Store):
     def next_due_at(self, queues: Sequence[str]) -> float | None:
         row = self._conn.execute(Q["next_due_at"], {"queues": _queues_param(queues)}).fetchone()
         return None if row[0] is None else float(row[0])
+
+    @_retry_busy
+    def import_jobs(self, jobs: Sequence[Job]) -> int:
+        now = self._clock()
+        rows = [import_row(job, now) for job in jobs]
+        try:
+            with self._write() as conn:
+                conn.executemany(Q["import_job"], rows)
+        except sqlite3.IntegrityError as exc:
+            raise DuplicateJob(
+                f"a job with one of these ids already exists; nothing was imported ({exc})"
+            ) from exc
+        return len(rows)
 
     # -- workers and leases -----------------------------------------------------------------
 

@@ -5,6 +5,14 @@ INSERT INTO jobs (id, command, state, max_retries, priority, queue, timeout,
                   next_attempt_at, created_at, updated_at)
 VALUES (?, ?, 'pending', ?, ?, ?, ?, ?, ?, ?);
 
+-- name: import_job
+INSERT INTO jobs (id, command, state, attempts, max_retries, priority, queue, timeout,
+                  next_attempt_at, created_at, updated_at, started_at, finished_at,
+                  exit_code, last_error, worker_id, runs, recoveries)
+VALUES (:id, :command, :state, :attempts, :max_retries, :priority, :queue, :timeout,
+        :next_attempt_at, :created_at, :updated_at, :started_at, :finished_at,
+        :exit_code, :last_error, :worker_id, :runs, :recoveries);
+
 -- name: claim_job
 -- One statement inside BEGIN IMMEDIATE: the subquery picks the best runnable job
 -- and the UPDATE marks it running; no other connection can write in between.
