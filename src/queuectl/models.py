@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from queuectl.timeutil import to_iso
+from queuectl.timeutil import from_iso, to_iso
 
 
 class JobState(StrEnum):
@@ -101,6 +101,24 @@ class Job:
             runs=row["runs"],
             recoveries=row["recoveries"],
         )
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Job:
+        """Inverse of `to_dict` (used by `queuectl import`); raises ValueError/KeyError/
+        TypeError on malformed data, which the caller reports as bad input."""
+        times = ("next_attempt_at", "created_at", "updated_at", "started_at", "finished_at")
+        row = dict(data)
+        for name in (*times, "lease_expires_at"):
+            row[name] = from_iso(row.get(name))
+        for name in ("attempts", "max_retries", "priority", "runs", "recoveries"):
+            if not isinstance(row[name], int) or isinstance(row[name], bool):
+                raise TypeError(f"{name} must be a whole number")
+        for name in ("id", "command", "queue"):
+            if not isinstance(row[name], str):
+                raise TypeError(f"{name} must be a string")
+        if row["created_at"] is None or row["updated_at"] is None:
+            raise ValueError("created_at and updated_at are required")
+        return cls.from_row(row)
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form with ISO-8601 UTC timestamps (the `--json` contract)."""

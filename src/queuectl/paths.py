@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 DB_ENV = "QUEUECTL_DB"
@@ -20,8 +21,28 @@ def resolve_db(option: str | None) -> str:
     return option or os.environ.get(DB_ENV) or str(data_dir() / DB_FILENAME)
 
 
+def is_postgres_url(target: str) -> bool:
+    """True when `target` names a PostgreSQL database rather than a SQLite path."""
+    return target.startswith(("postgresql://", "postgres://"))
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password, for messages, `status` and file names."""
+    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+
+
 def logs_dir_for(db_target: str) -> Path:
-    """Job logs sit beside a SQLite database (`queuectl.db` -> `queuectl.logs/`)."""
+    """Where this host keeps job logs for a queue.
+
+    Beside a SQLite database (`queuectl.db` -> `queuectl.logs/`); for a PostgreSQL
+    queue, in the data directory under a name derived from the URL (without its
+    password), since each host keeps the logs of the jobs it ran.
+    """
+    if is_postgres_url(db_target):
+        import hashlib
+
+        digest = hashlib.sha256(redact_url(db_target).encode()).hexdigest()[:12]
+        return data_dir() / "logs" / f"postgresql-{digest}"
     path = Path(db_target).expanduser()
     return (
         path.with_name(path.stem + ".logs") if path.suffix else path.with_name(path.name + ".logs")

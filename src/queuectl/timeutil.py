@@ -28,6 +28,15 @@ def to_iso(ts: float | None) -> str | None:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
 
 
+def from_iso(text: object) -> float | None:
+    """Inverse of `to_iso` (None stays None); raises ValueError on anything else."""
+    if text is None:
+        return None
+    if not isinstance(text, str) or not text.endswith("Z"):
+        raise ValueError(f"expected an ISO-8601 UTC time ending in Z, got {text!r}")
+    return datetime.fromisoformat(text[:-1] + "+00:00").timestamp()
+
+
 def parse_instant(text: str) -> float:
     """Parse an ISO-8601 date-time into epoch seconds.
 

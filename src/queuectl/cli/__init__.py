@@ -12,11 +12,11 @@ import sys
 
 import click
 
-from queuectl.cli import config, dlq, enqueue, jobs, worker
+from queuectl.cli import config, db, dlq, enqueue, jobs, worker
 from queuectl.cli.app import cli
 from queuectl.errors import QueuectlError
 
-__all__ = ["cli", "config", "dlq", "enqueue", "jobs", "main", "worker"]
+__all__ = ["cli", "config", "db", "dlq", "enqueue", "jobs", "main", "worker"]
 
 
 def _fail(message: str, code: int) -> None:

@@ -69,9 +69,8 @@ def _flag_overrides(flags: dict[str, Any]) -> dict[str, Any]:
     return {names.get(k, k): v for k, v in flags.items() if v is not None}
 
 
-def _read_lines(file: str) -> list[tuple[str, dict[str, Any]]]:
-    from queuectl.queue.jobspec import parse_json_object
-
+def read_input_lines(file: str) -> list[tuple[str, str]]:
+    """Non-blank lines of a UTF-8 file or stdin (`-`), each with a `where` for errors."""
     label = "stdin" if file == "-" else file
     try:
         if file == "-":
@@ -85,9 +84,14 @@ def _read_lines(file: str) -> list[tuple[str, dict[str, Any]]]:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{label}: not UTF-8 text (byte {exc.start})") from None
-    specs = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if line.strip():
-            where = f"{label} line {number}"
-            specs.append((where, parse_json_object(line, where)))
-    return specs
+    return [
+        (f"{label} line {number}", line)
+        for number, line in enumerate(text.splitlines(), start=1)
+        if line.strip()
+    ]
+
+
+def _read_lines(file: str) -> list[tuple[str, dict[str, Any]]]:
+    from queuectl.queue.jobspec import parse_json_object
+
+    return [(where, parse_json_object(line, where)) for where, line in read_input_lines(file)]

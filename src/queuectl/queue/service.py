@@ -7,8 +7,9 @@ It validates input, applies settings and talks to storage through the
 from __future__ import annotations
 
 import builtins
+import json
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +19,7 @@ from queuectl.models import Job, JobState, WorkerInfo
 from queuectl.queue import settings as settings_mod
 from queuectl.queue.hostinfo import known_dead
 from queuectl.queue.joblog import log_path, read_log
-from queuectl.queue.jobspec import build_jobs
+from queuectl.queue.jobspec import ID_PATTERN, QUEUE_PATTERN, build_jobs, parse_json_object
 from queuectl.queue.settings import Settings
 from queuectl.storage.base import Store
 
@@ -130,6 +131,54 @@ class QueueService:
                 progress(len(remaining))
                 last_reported = len(remaining)
             time.sleep(STOP_POLL)  # polling another process's progress: nothing to wait on
+
+    # -- schema and transfer -------------------------------------------------------------------
+
+    def schema_version(self) -> tuple[int, int]:
+        """`(applied, latest)` migrations of the database in use."""
+        return self.store.schema_version()
+
+    def migrate(self) -> builtins.list[int]:
+        return self.store.migrate()
+
+    def export_lines(self) -> Iterator[str]:
+        """The queue as JSON lines: one `config` line, then every job with its history."""
+        yield json.dumps({"type": "config", "settings": self.store.get_config()})
+        for job in self.store.list_jobs():
+            yield json.dumps({"type": "job", **job.to_dict()}, ensure_ascii=False)
+
+    def import_lines(self, lines: Iterable[tuple[str, str]]) -> tuple[int, int]:
+        """Load `export` output (`(where, line)` pairs), all or nothing; returns
+        `(jobs, settings)` imported. Settings are validated like `config set`."""
+        jobs: builtins.list[Job] = []
+        settings: dict[str, str] = {}
+        current = self.settings()
+        for where, line in lines:
+            record = parse_json_object(line, where)
+            kind = record.pop("type", None)
+            if kind == "config" and isinstance(record.get("settings"), dict):
+                for key, value in record["settings"].items():
+                    name, stored = settings_mod.validate_change(current, key, str(value))
+                    settings[name] = stored
+            elif kind == "job":
+                try:
+                    job = Job.from_dict(record)
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise InvalidInput(f"{where}: not an exported job ({exc})") from None
+                if not ID_PATTERN.fullmatch(job.id) or not QUEUE_PATTERN.fullmatch(job.queue):
+                    raise InvalidInput(f"{where}: invalid job id or queue name")
+                jobs.append(job)
+            else:
+                raise InvalidInput(f"{where}: expected a line written by `queuectl export`")
+        seen: set[str] = set()
+        for job in jobs:
+            if job.id in seen:
+                raise InvalidInput(f"job id {job.id!r} appears twice; nothing was imported")
+            seen.add(job.id)
+        count = self.store.import_jobs(jobs) if jobs else 0
+        for key, value in settings.items():
+            self.store.set_config(key, value)
+        return count, len(settings)
 
     # -- settings --------------------------------------------------------------------------
 

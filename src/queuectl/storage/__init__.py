@@ -6,14 +6,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from queuectl.errors import StorageUnavailable
+from queuectl.paths import is_postgres_url
 
 if TYPE_CHECKING:
     from queuectl.storage.base import Store
-
-
-def is_postgres_url(target: str) -> bool:
-    """True when `target` names a PostgreSQL database rather than a SQLite path."""
-    return target.startswith(("postgresql://", "postgres://"))
 
 
 def open_store(

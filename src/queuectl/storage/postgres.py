@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import re
 import select
 import threading
 import time
@@ -36,6 +35,7 @@ from queuectl.errors import (
     WrongState,
 )
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
+from queuectl.paths import redact_url
 from queuectl.storage.base import Store, import_row, new_job_row
 from queuectl.storage.sqlfile import load_queries, migration_scripts
 
@@ -46,11 +46,6 @@ LISTEN_RETRY = 2.0  # seconds between attempts to re-establish a lost LISTEN con
 NO_LISTEN_POLL = 0.5  # seconds: without LISTEN, `changed()` says True this often
 MIGRATION_LOCK = 0x71756575  # pg_advisory_xact_lock key ("queu"): one migrator at a time
 POOL_MAX = 4  # connections a worker process keeps: main loop, heartbeat, spare
-
-
-def redact(url: str) -> str:
-    """The URL without its password, for messages and `status`."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
 class _ConnectionSource(Protocol):
@@ -96,7 +91,9 @@ class _Pool:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except Exception as exc:
             self._pool.close()
-            raise StorageUnavailable(f"cannot reach PostgreSQL at {redact(url)}: {exc}") from exc
+            raise StorageUnavailable(
+                f"cannot reach PostgreSQL at {redact_url(url)}: {exc}"
+            ) from exc
 
     def connection(self) -> contextlib.AbstractContextManager[psycopg.Connection[Any]]:
         return self._pool.connection()
@@ -138,12 +135,12 @@ def _connect(url: str, patience: float) -> psycopg.Connection[Any]:
             if time.monotonic() + pause > deadline:
                 reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
                 raise StorageUnavailable(
-                    f"cannot reach PostgreSQL at {redact(url)}: {reason}"
+                    f"cannot reach PostgreSQL at {redact_url(url)}: {reason}"
                 ) from exc
             time.sleep(pause)  # nothing to wait on but the server coming back
             pause = min(pause * 2, 2.0)
         except psycopg.Error as exc:
-            raise StorageUnavailable(f"cannot use PostgreSQL at {redact(url)}: {exc}") from exc
+            raise StorageUnavailable(f"cannot use PostgreSQL at {redact_url(url)}: {exc}") from exc
 
 
 class PostgresStore(Store):
@@ -168,7 +165,7 @@ class PostgresStore(Store):
         `patience`: seconds to keep retrying a server that does not answer.
         """
         self._url = url
-        self.location = redact(url)
+        self.location = redact_url(url)
         self._pooled = pooled
         self._local_clock = clock
         self._source: _ConnectionSource = (
