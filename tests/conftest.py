@@ -7,13 +7,14 @@ subprocesses against a private data directory.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,11 @@ import pytest
 from queuectl.storage.base import Store
 from queuectl.storage.sqlite import SQLiteStore
 from tests.helpers import FakeClock, wait_for
+from tests.pg import fresh_schema, require_pg
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
+
+StoreFactory = Callable[[], Store]
 
 
 @pytest.fixture
@@ -32,16 +36,47 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture(params=BACKENDS)
-def store(request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock) -> Iterator[Store]:
-    """A fresh, migrated store on a real database, with a fake clock."""
-    if request.param == "sqlite":
-        s = SQLiteStore(tmp_path / "queue.db", clock=clock)
-    else:  # pragma: no cover - later backends
-        raise AssertionError(request.param)
-    try:
-        yield s
-    finally:
-        s.close()
+def backend(request: pytest.FixtureRequest) -> str:
+    """The backend a test runs against; PostgreSQL tests need the server (tests/pg.py)."""
+    name: str = request.param
+    if name == "postgresql":
+        require_pg()
+    return name
+
+
+@pytest.fixture
+def store_factory(backend: str, tmp_path: Path, clock: FakeClock) -> Iterator[StoreFactory]:
+    """Opens connections to one fresh, migrated database of `backend`, all on the fake
+    clock; every store opened is closed after the test."""
+    opened: list[Store] = []
+    with contextlib.ExitStack() as stack:
+        if backend == "sqlite":
+            path = tmp_path / "queue.db"
+
+            def make() -> Store:
+                opened.append(SQLiteStore(path, clock=clock))
+                return opened[-1]
+        else:
+            from queuectl.storage.postgres import PostgresStore
+
+            url = stack.enter_context(fresh_schema())
+            PostgresStore(url, require_schema=False).migrate_and_close()
+
+            def make() -> Store:
+                opened.append(PostgresStore(url, test_clock=clock))
+                return opened[-1]
+
+        try:
+            yield make
+        finally:
+            for s in opened:
+                s.close()
+
+
+@pytest.fixture
+def store(store_factory: StoreFactory) -> Store:
+    """A fresh, migrated store on a real database of each backend, with a fake clock."""
+    return store_factory()
 
 
 def queuectl_executable() -> str:
@@ -85,17 +120,27 @@ class WorkerProcess:
 class Queuectl:
     """Runs the real `queuectl` command against a private queue."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, backend: str = "sqlite", url: str | None = None) -> None:
         self.root = root
-        self.db = root / "data" / "queuectl" / "queuectl.db"
+        self.backend = backend
+        #: The SQLite file (for SQLite-only checks), or None on PostgreSQL.
+        self.db_file = root / "data" / "queuectl" / "queuectl.db" if url is None else None
+        #: What --db / QUEUECTL_DB names: the SQLite path or the PostgreSQL URL.
+        self.db_target = url or str(self.db_file)
         self.env = {
             **os.environ,
             "XDG_DATA_HOME": str(root / "data"),
-            "QUEUECTL_DB": str(self.db),
+            "QUEUECTL_DB": self.db_target,
         }
         self.env.pop("QUEUECTL_DEBUG", None)
         self.exe = queuectl_executable()
         self.workers: list[WorkerProcess] = []
+
+    @property
+    def db(self) -> Path:
+        """The SQLite file, for SQLite-only checks."""
+        assert self.db_file is not None, "not a SQLite queue"
+        return self.db_file
 
     def run(
         self, *args: str, input: str | bytes | None = None, check: bool = True, timeout: float = 60
@@ -180,12 +225,15 @@ class Queuectl:
 
 
 @pytest.fixture
-def qctl(tmp_path: Path) -> Iterator[Queuectl]:
-    """The real `queuectl` command on a private queue, with fast lease settings."""
-    q = Queuectl(tmp_path)
-    q.run("config", "set", "heartbeat_interval", "0.5")
-    q.run("config", "set", "lease_timeout", "3")
-    try:
+def qctl(backend: str, tmp_path: Path) -> Iterator[Queuectl]:
+    """The real `queuectl` command on a private queue of each backend (a fresh SQLite
+    file, or a fresh PostgreSQL schema migrated with `db migrate`), with fast leases."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(fresh_schema()) if backend == "postgresql" else None
+        q = Queuectl(tmp_path, backend, url)
+        stack.callback(q.cleanup)
+        if url is not None:
+            q.run("db", "migrate")
+        q.run("config", "set", "heartbeat_interval", "0.5")
+        q.run("config", "set", "lease_timeout", "3")
         yield q
-    finally:
-        q.cleanup()

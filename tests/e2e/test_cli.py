@@ -45,7 +45,7 @@ def test_seed_readme_enqueue_status_list_config(qctl: Queuectl) -> None:
     assert re.search(r"\bpending\s+2\b", status), status
     assert re.search(r"\bcompleted\s+0\b", status), status
     assert re.search(r"\bdead\s+0\b", status), status
-    assert str(qctl.db) in status  # which database is in use
+    assert qctl.db_target in status  # which database is in use
 
     pending = qctl.run("list", "--state", "pending").stdout
     assert sleeper in pending and hello in pending  # full ids, never truncated

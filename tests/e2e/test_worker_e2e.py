@@ -369,7 +369,7 @@ def test_jobs_and_config_survive_a_restart(qctl: Queuectl, tmp_path: Path) -> No
     env = {k: v for k, v in qctl.env.items() if k != "QUEUECTL_DB"}
     env["XDG_DATA_HOME"] = str(elsewhere)
     listed = subprocess.run(
-        [qctl.exe, "--db", str(qctl.db), "list", "--json"],
+        [qctl.exe, "--db", qctl.db_target, "list", "--json"],
         capture_output=True,
         text=True,
         env=env,
@@ -383,9 +383,11 @@ def test_jobs_and_config_survive_a_restart(qctl: Queuectl, tmp_path: Path) -> No
     assert not (elsewhere / "queuectl").exists()  # it used the file it was given
 
     # Files it creates are private to the user.
-    assert qctl.db.stat().st_mode & 0o777 == 0o600
-    assert qctl.db.parent.stat().st_mode & 0o777 == 0o700
-    logs = [p for p in qctl.db.parent.rglob("*") if p.is_file() and first in p.name]
+    if qctl.db_file is not None:
+        assert qctl.db_file.stat().st_mode & 0o777 == 0o600
+        assert qctl.db_file.parent.stat().st_mode & 0o777 == 0o700
+    data = qctl.root / "data" / "queuectl"
+    logs = [p for p in data.rglob("*") if p.is_file() and first in p.name]
     assert logs, "the first job's log file"
     for path in logs:
         assert path.stat().st_mode & 0o777 == 0o600, path

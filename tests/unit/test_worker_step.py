@@ -20,7 +20,7 @@ from queuectl.queue.executor import Executor
 from queuectl.queue.joblog import log_path, read_log
 from queuectl.queue.worker import Worker
 from queuectl.storage.base import Store
-from queuectl.storage.sqlite import SQLiteStore
+from tests.conftest import StoreFactory
 from tests.helpers import FakeClock, wait_for
 
 T = TypeVar("T")
@@ -42,6 +42,7 @@ class Rig:
     store: Store
     clock: FakeClock
     tmp_path: Path
+    factory: StoreFactory
     stores: list[Store] = field(default_factory=list)
     workers: list[Worker] = field(default_factory=list)
     outs: dict[str, io.StringIO] = field(default_factory=dict)
@@ -53,11 +54,7 @@ class Rig:
 
     def open_store(self) -> Store:
         """Another connection to the same database, on the same fake clock."""
-        if not isinstance(self.store, SQLiteStore):  # pragma: no cover - later backends
-            pytest.skip("worker step tests open extra connections only for SQLite so far")
-        other = SQLiteStore(self.store.path, clock=self.clock)
-        self.stores.append(other)
-        return other
+        return self.factory()
 
     def worker(self, *, concurrency: int = 1, worker_id: str = "w-test") -> Worker:
         # A caller-supplied executor gets no output callback from the Worker, so wire
@@ -123,8 +120,10 @@ class Rig:
 
 
 @pytest.fixture
-def rig(store: Store, clock: FakeClock, tmp_path: Path) -> Iterator[Rig]:
-    r = Rig(store=store, clock=clock, tmp_path=tmp_path)
+def rig(
+    store: Store, clock: FakeClock, tmp_path: Path, store_factory: StoreFactory
+) -> Iterator[Rig]:
+    r = Rig(store=store, clock=clock, tmp_path=tmp_path, factory=store_factory)
     try:
         yield r
     finally:

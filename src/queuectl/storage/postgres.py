@@ -156,6 +156,7 @@ class PostgresStore(Store):
         require_schema: bool = True,
         patience: float = 10.0,
         clock: Callable[[], float] = time.time,
+        test_clock: Callable[[], float] | None = None,
     ) -> None:
         """Connect to `url`.
 
@@ -163,7 +164,10 @@ class PostgresStore(Store):
         worker's threads). `require_schema`: refuse with SchemaError when
         migrations are pending (`queuectl db migrate` applies them explicitly).
         `patience`: seconds to keep retrying a server that does not answer.
+        `test_clock`: tests only: the database clock reads this instead (through the
+        `queuectl.fake_now` setting), as SQLite's injected clock does.
         """
+        self._test_clock = test_clock
         self._url = url
         self.location = redact_url(url)
         self._pooled = pooled
@@ -201,6 +205,11 @@ class PostgresStore(Store):
         """One transaction; driver errors become StorageError subclasses."""
         try:
             with self._source.connection() as conn, conn.transaction():
+                if self._test_clock is not None:
+                    conn.execute(
+                        "SELECT set_config('queuectl.fake_now', %s, true)",
+                        (repr(self._test_clock()),),
+                    )
                 yield conn
         except StorageError:
             raise
@@ -244,6 +253,8 @@ class PostgresStore(Store):
     def now(self) -> float:
         """The database clock, estimated locally between measurements (for scheduling
         wake-ups only; every decision that matters is taken by the database)."""
+        if self._test_clock is not None:
+            return self._test_clock()
         local = self._local_clock()
         if self._offset is None or local - self._offset_at > CLOCK_RESYNC:
             before = self._local_clock()
@@ -251,7 +262,7 @@ class PostgresStore(Store):
                 row = conn.execute(Q["now"]).fetchone()
             after = self._local_clock()
             assert row is not None
-            db_now = float(next(iter(row.values())))
+            db_now = float(row["now"])
             self._offset = db_now - (before + after) / 2
             self._offset_at = after
             local = after
@@ -359,6 +370,13 @@ class PostgresStore(Store):
             )
         return applied
 
+    def migrate_and_close(self) -> list[int]:
+        """`migrate()`, then `close()` (for one-shot setup)."""
+        try:
+            return self.migrate()
+        finally:
+            self.close()
+
     # -- jobs ------------------------------------------------------------------------------
 
     def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
@@ -368,7 +386,7 @@ class PostgresStore(Store):
         try:
             with self._tx() as conn:
                 # now() is the transaction's start: the created_at of every row.
-                row = conn.execute("SELECT extract(epoch FROM now())::float8 AS t").fetchone()
+                row = conn.execute("SELECT queuectl_now() AS t").fetchone()
                 with conn.cursor() as cur:
                     cur.executemany(Q["insert_job"], rows)
                 self._notify(conn)

@@ -1,16 +1,17 @@
--- Named queries for the PostgreSQL store. Times come from the database clock:
--- `now()` is the transaction's start, and every store operation is one short
--- transaction, so hosts with skewed clocks agree on leases and schedules.
+-- Named queries for the PostgreSQL store. Times come from the database clock,
+-- queuectl_now() (see the migrations): `now()` is the transaction's start, and every
+-- store operation is one short transaction, so hosts with skewed clocks agree on
+-- leases and schedules.
 
 -- name: now
-SELECT extract(epoch FROM clock_timestamp())::double precision;
+SELECT queuectl_now() AS now;
 
 -- name: insert_job
 INSERT INTO jobs (id, command, state, max_retries, priority, queue, timeout,
                   next_attempt_at, created_at, updated_at)
 VALUES (%s, %s, 'pending', %s, %s, %s, %s,
-        coalesce(%s, extract(epoch FROM now())),
-        extract(epoch FROM now()), extract(epoch FROM now()));
+        coalesce(%s, queuectl_now()),
+        queuectl_now(), queuectl_now());
 
 -- name: import_job
 INSERT INTO jobs (id, command, state, attempts, max_retries, priority, queue, timeout,
@@ -31,7 +32,7 @@ SELECT pg_notify(%(channel)s, '');
 WITH next AS (
     SELECT seq FROM jobs
      WHERE state IN ('pending', 'failed')
-       AND next_attempt_at <= extract(epoch FROM now())
+       AND next_attempt_at <= queuectl_now()
      ORDER BY priority DESC, seq
      LIMIT 1
        FOR UPDATE SKIP LOCKED
@@ -40,10 +41,10 @@ UPDATE jobs AS j
    SET state = 'running',
        worker_id = %(worker_id)s,
        runs = j.runs + 1,
-       started_at = extract(epoch FROM now()),
+       started_at = queuectl_now(),
        finished_at = NULL,
-       updated_at = extract(epoch FROM now()),
-       lease_expires_at = extract(epoch FROM now()) + %(lease_seconds)s
+       updated_at = queuectl_now(),
+       lease_expires_at = queuectl_now() + %(lease_seconds)s
   FROM next
  WHERE j.seq = next.seq
 RETURNING j.*;
@@ -58,7 +59,7 @@ WITH candidates AS (
         SELECT seq, priority FROM jobs
          WHERE queue = q.name
            AND state IN ('pending', 'failed')
-           AND next_attempt_at <= extract(epoch FROM now())
+           AND next_attempt_at <= queuectl_now()
          ORDER BY priority DESC, seq
          LIMIT 1
            FOR UPDATE SKIP LOCKED) AS c
@@ -69,10 +70,10 @@ UPDATE jobs AS j
    SET state = 'running',
        worker_id = %(worker_id)s,
        runs = j.runs + 1,
-       started_at = extract(epoch FROM now()),
+       started_at = queuectl_now(),
        finished_at = NULL,
-       updated_at = extract(epoch FROM now()),
-       lease_expires_at = extract(epoch FROM now()) + %(lease_seconds)s
+       updated_at = queuectl_now(),
+       lease_expires_at = queuectl_now() + %(lease_seconds)s
   FROM next
  WHERE j.seq = next.seq
 RETURNING j.*;
@@ -80,24 +81,24 @@ RETURNING j.*;
 -- name: complete_job
 UPDATE jobs
    SET state = 'completed', attempts = attempts + 1, exit_code = %(exit_code)s,
-       finished_at = extract(epoch FROM now()), updated_at = extract(epoch FROM now()),
+       finished_at = queuectl_now(), updated_at = queuectl_now(),
        next_attempt_at = NULL, lease_expires_at = NULL
  WHERE id = %(id)s AND state = 'running' AND runs = %(run)s AND worker_id = %(worker_id)s;
 
 -- name: fail_job
 UPDATE jobs
    SET state = %(state)s, attempts = %(attempts)s, exit_code = %(exit_code)s,
-       last_error = %(error)s, finished_at = extract(epoch FROM now()),
-       updated_at = extract(epoch FROM now()),
+       last_error = %(error)s, finished_at = queuectl_now(),
+       updated_at = queuectl_now(),
        next_attempt_at = CASE WHEN %(dead)s THEN NULL
-                              ELSE extract(epoch FROM now()) + %(retry_in)s END,
+                              ELSE queuectl_now() + %(retry_in)s END,
        lease_expires_at = NULL
  WHERE id = %(id)s AND state = 'running' AND runs = %(run)s AND worker_id = %(worker_id)s;
 
 -- name: release_job
 UPDATE jobs
-   SET state = 'pending', next_attempt_at = extract(epoch FROM now()),
-       updated_at = extract(epoch FROM now()), last_error = %(reason)s,
+   SET state = 'pending', next_attempt_at = queuectl_now(),
+       updated_at = queuectl_now(), last_error = %(reason)s,
        lease_expires_at = NULL
  WHERE id = %(id)s AND state = 'running' AND runs = %(run)s AND worker_id = %(worker_id)s;
 
@@ -122,15 +123,15 @@ SELECT state, count(*) AS n FROM jobs GROUP BY state;
 -- name: retry_dead_job
 UPDATE jobs
    SET state = 'pending', attempts = 0, recoveries = 0,
-       next_attempt_at = extract(epoch FROM now()), updated_at = extract(epoch FROM now()),
+       next_attempt_at = queuectl_now(), updated_at = queuectl_now(),
        finished_at = NULL
  WHERE id = %(id)s AND state = 'dead'
 RETURNING *;
 
 -- name: cancel_job
 UPDATE jobs
-   SET state = 'canceled', updated_at = extract(epoch FROM now()),
-       finished_at = extract(epoch FROM now()), next_attempt_at = NULL
+   SET state = 'canceled', updated_at = queuectl_now(),
+       finished_at = queuectl_now(), next_attempt_at = NULL
  WHERE id = %(id)s AND state IN ('pending', 'failed')
 RETURNING *;
 
@@ -141,20 +142,20 @@ SELECT min(next_attempt_at) FROM jobs
 
 -- name: register_worker
 INSERT INTO workers (id, host, pid, started_at, last_heartbeat, concurrency, queues)
-VALUES (%(id)s, %(host)s, %(pid)s, %(started_at)s, extract(epoch FROM now()),
+VALUES (%(id)s, %(host)s, %(pid)s, %(started_at)s, queuectl_now(),
         %(concurrency)s, %(queues)s)
-ON CONFLICT (id) DO UPDATE SET last_heartbeat = extract(epoch FROM now());
+ON CONFLICT (id) DO UPDATE SET last_heartbeat = queuectl_now();
 
 -- name: deregister_worker
 DELETE FROM workers WHERE id = %(id)s;
 
 -- name: renew_leases
-UPDATE jobs SET lease_expires_at = extract(epoch FROM now()) + %(lease_seconds)s
+UPDATE jobs SET lease_expires_at = queuectl_now() + %(lease_seconds)s
  WHERE worker_id = %(worker_id)s AND state = 'running' AND id = ANY(%(ids)s::text[])
 RETURNING id;
 
 -- name: touch_worker
-UPDATE workers SET last_heartbeat = extract(epoch FROM now())
+UPDATE workers SET last_heartbeat = queuectl_now()
  WHERE id = %(id)s
 RETURNING stop_requested;
 
@@ -170,19 +171,19 @@ UPDATE jobs
            THEN 'worker lost while running this job ' || (recoveries + 1) || ' times'
            ELSE 'worker lost while running this job; run again (not charged)' END,
        next_attempt_at = CASE WHEN recoveries + 1 >= greatest(max_retries, 1)
-                              THEN NULL ELSE extract(epoch FROM now()) END,
+                              THEN NULL ELSE queuectl_now() END,
        finished_at = CASE WHEN recoveries + 1 >= greatest(max_retries, 1)
-                          THEN extract(epoch FROM now()) ELSE NULL END,
-       updated_at = extract(epoch FROM now()),
+                          THEN queuectl_now() ELSE NULL END,
+       updated_at = queuectl_now(),
        lease_expires_at = NULL
  WHERE state = 'running'
-   AND (lease_expires_at < extract(epoch FROM now()) OR worker_id = ANY(%(lost)s::text[]))
+   AND (lease_expires_at < queuectl_now() OR worker_id = ANY(%(lost)s::text[]))
 RETURNING id, worker_id, state;
 
 -- name: prune_workers
 DELETE FROM workers
  WHERE id = ANY(%(lost)s::text[])
-    OR last_heartbeat < extract(epoch FROM now()) - %(stale_after)s;
+    OR last_heartbeat < queuectl_now() - %(stale_after)s;
 
 -- name: list_workers
 SELECT * FROM workers ORDER BY started_at, id;

@@ -1,5 +1,14 @@
 -- Same schema and numbering as migrations/sqlite/0001_initial.sql.
 -- Times are epoch seconds (double precision, UTC) taken from the database clock.
+
+-- The database clock as every query reads it. The transaction setting
+-- queuectl.fake_now (epoch seconds; never set in production) lets tests set the
+-- time the way SQLite's injected clock does, without waiting.
+CREATE FUNCTION queuectl_now() RETURNS double precision
+LANGUAGE sql STABLE AS $$
+    SELECT coalesce(nullif(current_setting('queuectl.fake_now', true), '')::double precision,
+                    extract(epoch FROM now())::double precision)
+$$;
 CREATE TABLE jobs (
     seq              bigserial        PRIMARY KEY,
     id               text             NOT NULL UNIQUE,
