@@ -7,9 +7,18 @@ import socket
 from functools import cache
 
 
+HOSTNAME_ENV = "QUEUECTL_HOSTNAME"
+
+
 @cache
 def hostname() -> str:
-    return socket.gethostname()
+    """This host's name as workers record it: `$QUEUECTL_HOSTNAME`, else the system's.
+
+    The override exists for hosts whose names are not unique (cloned VMs, containers
+    sharing a name) and for simulating several hosts on one machine in tests: a
+    worker treats another worker as "on this host" only when the names match.
+    """
+    return os.environ.get(HOSTNAME_ENV) or socket.gethostname()
 
 
 def pid_alive(pid: int) -> bool:
