@@ -50,6 +50,9 @@ command = sys.argv[2]
 for _ in range(int(sys.argv[1])):
     subprocess.run(["/bin/sh", "-c", command], stdin=subprocess.DEVNULL,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+import resource
+usage = resource.getrusage(resource.RUSAGE_SELF)  # this process only, not the shells
+print(usage.ru_utime + usage.ru_stime)
 """
 
 
@@ -414,8 +417,9 @@ def bench_batch(sb: Sandbox, count: int, reps: int) -> list[Figure]:
 # -- (c) worker throughput vs plain subprocess loop -----------------------------------------------
 
 
-def worker_run(sb: Sandbox, db: Path, count: int) -> float:
-    """Seconds from starting `worker start --count 2` until `count` jobs completed."""
+def worker_run(sb: Sandbox, db: Path, count: int) -> tuple[float, float]:
+    """Seconds from starting `worker start --count 2` until `count` jobs completed,
+    and the CPU seconds the worker process (all threads) and its watchdog used."""
     env = sb.env(db)
     ro = read_only(db)
     wall0 = time.time()
@@ -429,28 +433,33 @@ def worker_run(sb: Sandbox, db: Path, count: int) -> float:
         wait_for(finished, 600.0, 0.02, f"{count} completed jobs", proc)
         # The jobs' own finish stamps (worker clock = wall clock), not the polling moment.
         last = float(ro.execute("SELECT max(finished_at) FROM jobs").fetchone()[0])
+        cpu = sum(cpu_ticks(pid) for pid in (proc.pid, *children(proc.pid))) / CLK_TCK
     finally:
         stop_worker(proc)
         ro.close()
-    return last - wall0
+    return last - wall0, cpu
 
 
-def plain_run(count: int, procs: int = 2) -> float:
-    """Seconds for `procs` Python processes to run `count` `sh -c true` between them."""
+def plain_run(count: int, procs: int = 2) -> tuple[float, float]:
+    """Seconds for `procs` Python processes to run `count` `sh -c true` between them,
+    and the CPU seconds those Python processes used (their shells not counted)."""
     shares = [count // procs + (1 if i < count % procs else 0) for i in range(procs)]
     start = time.perf_counter()
     running = [
         subprocess.Popen(
             [PYTHON, "-c", PLAIN_RUNNER, str(n), "true"],
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
         )
         for n in shares
     ]
+    cpu = 0.0
     for proc in running:
-        if proc.wait() != 0:
+        out, _ = proc.communicate()
+        if proc.returncode != 0:
             raise RuntimeError("the plain subprocess loop failed")
-    return time.perf_counter() - start
+        cpu += float(out)
+    return time.perf_counter() - start, cpu
 
 
 def bench_throughput(sb: Sandbox, count: int, reps: int) -> list[Figure]:
@@ -459,11 +468,17 @@ def bench_throughput(sb: Sandbox, count: int, reps: int) -> list[Figure]:
     write_jobs_file(jobs_file, count)
     q_times: list[float] = []
     p_times: list[float] = []
+    q_cpu: list[float] = []
+    p_cpu: list[float] = []
     for r in range(reps):
         db = sb.db(f"throughput-{r}")
         run([QUEUECTL, "enqueue", "--file", str(jobs_file)], sb.env(db))
-        q_times.append(worker_run(sb, db, count))
-        p_times.append(plain_run(count))
+        took, cpu = worker_run(sb, db, count)
+        q_times.append(took)
+        q_cpu.append(cpu)
+        took, cpu = plain_run(count)
+        p_times.append(took)
+        p_cpu.append(cpu)
         progress(f"    round {r + 1}: queuectl {q_times[-1]:.2f} s, plain {p_times[-1]:.2f} s")
     q_rate = count / median(q_times)
     p_rate = count / median(p_times)
@@ -491,6 +506,20 @@ def bench_throughput(sb: Sandbox, count: int, reps: int) -> list[Figure]:
             ">=",
             75.0,
             {"per_round_percent": [round(x, 1) for x in paired]},
+        ),
+        Figure(
+            "c4",
+            "worker CPU per job (worker + watchdog)",
+            ms(median(q_cpu)) / count,
+            "ms",
+            details={"cpu_s": [round(t, 2) for t in q_cpu]},
+        ),
+        Figure(
+            "c5",
+            "plain loop CPU per job (the 2 Python processes)",
+            ms(median(p_cpu)) / count,
+            "ms",
+            details={"cpu_s": [round(t, 2) for t in p_cpu]},
         ),
     ]
 
