@@ -398,13 +398,6 @@ def test_worker_survives_its_database_sessions_being_terminated(
     sessions_terminated_under_a_running_job(hosts, tmp_path)
 
 
-@pytest.mark.xfail(
-    reason="BUG: psycopg_pool's own log records ('discarding closed connection: "
-    "<psycopg.Connection [BAD] at 0x...>') reach stderr through logging's last-resort "
-    "handler: queuectl never gives the 'psycopg.pool' logger a handler "
-    "(src/queuectl/storage/postgres.py, _Pool)",
-    strict=True,
-)
 def test_lost_sessions_are_reported_only_in_queuectl_lines(hosts: Hosts, tmp_path: Path) -> None:
     worker = sessions_terminated_under_a_running_job(hosts, tmp_path)
     noise = [line for line in worker.stderr().splitlines() if not line.startswith("queuectl: ")]

@@ -6,7 +6,6 @@ import os
 import socket
 from functools import cache
 
-
 HOSTNAME_ENV = "QUEUECTL_HOSTNAME"
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import select
 import threading
 import time
@@ -78,6 +79,12 @@ class _Pool:
 
     def __init__(self, url: str) -> None:
         from psycopg_pool import ConnectionPool
+
+        # The pool logs its own warnings ("discarding closed connection ...") through
+        # Python's last-resort handler, i.e. as stray stderr lines; the worker already
+        # reports the same events in its own words.
+        logging.getLogger("psycopg.pool").addHandler(logging.NullHandler())
+        logging.getLogger("psycopg.pool").propagate = False
 
         self._pool = ConnectionPool(
             url,

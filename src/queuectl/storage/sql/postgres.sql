@@ -142,7 +142,7 @@ SELECT min(next_attempt_at) FROM jobs
 
 -- name: register_worker
 INSERT INTO workers (id, host, pid, started_at, last_heartbeat, concurrency, queues)
-VALUES (%(id)s, %(host)s, %(pid)s, %(started_at)s, queuectl_now(),
+VALUES (%(id)s, %(host)s, %(pid)s, least(%(started_at)s, queuectl_now()), queuectl_now(),
         %(concurrency)s, %(queues)s)
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = queuectl_now();
 

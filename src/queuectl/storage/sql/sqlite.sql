@@ -118,7 +118,7 @@ SELECT min(next_attempt_at) FROM jobs
 
 -- name: register_worker
 INSERT INTO workers (id, host, pid, started_at, last_heartbeat, concurrency, queues)
-VALUES (:id, :host, :pid, :started_at, :now, :concurrency, :queues)
+VALUES (:id, :host, :pid, min(:started_at, :now), :now, :concurrency, :queues)
 ON CONFLICT (id) DO UPDATE SET last_heartbeat = :now;
 
 -- name: deregister_worker
