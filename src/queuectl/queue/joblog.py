@@ -24,24 +24,36 @@ def log_path(logs_dir: Path, job_id: str) -> Path:
 class JobLog:
     """Appends one run's output to a job's log, rotating at the size bound.
 
-    Raises OSError from the constructor when the log cannot be opened; a later
-    write error is kept in `error` and further output is dropped, so a full
-    disk fails the job with a clear reason instead of stopping the worker.
+    The file is opened when the run first prints (with `header` before the
+    output): creating a file costs more than starting a short command on some
+    disks, and a silent job needs no log. An error opening or writing is kept in
+    `error` and further output is dropped, so a full disk fails the job with a
+    clear reason instead of stopping the worker.
     """
 
     def __init__(self, path: Path, header: str, max_bytes: int = LOG_MAX_BYTES) -> None:
-        make_private_dir(path.parent)
         self.path = path
         self.max_bytes = max_bytes
         self.error: str | None = None
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        self._header: bytes | None = header.encode()
+        self._fd = -1
+        self._size = 0
+
+    def _open(self) -> None:
+        try:
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        except FileNotFoundError:  # the directory is missing: create it (0700) once
+            make_private_dir(self.path.parent)
+            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = os.fstat(self._fd).st_size
-        self.write(header.encode())
 
     def write(self, data: bytes) -> None:
         if self.error is not None or not data:
             return
         try:
+            if self._header is not None:
+                data, self._header = self._header + data, None
+                self._open()
             if self._size + len(data) > self.max_bytes and self._size > 0:
                 self._rotate()
             view = memoryview(data)
@@ -51,6 +63,7 @@ class JobLog:
                 self._size += written
         except OSError as exc:
             self.error = f"cannot write the job's log {self.path}: {exc.strerror}"
+            self.close()
 
     def _rotate(self) -> None:
         os.close(self._fd)

@@ -137,6 +137,10 @@ class Worker:
         self._stopping_since: float | None = None
         self._flags = _Flags()
         self._notified = threading.Event()  # set by the watcher thread
+        # Set by the loop when it found nothing to claim and has a free slot: only
+        # then does the watcher look for changes (while busy it would only add
+        # wake-ups; every commit of a busy queue is a change).
+        self._want_wakeup = threading.Event()
         self._watcher: threading.Thread | None = None
         self._due_at: float | None = None  # store clock: when a waiting job becomes runnable
         self._claim_now = True
@@ -205,6 +209,7 @@ class Worker:
     def shutdown(self) -> None:
         """Stop heartbeating, deregister, release the executor and the wake-up pipe."""
         self._hb_stop.set()
+        self._want_wakeup.set()  # let the watcher see the stop at once
         for thread in (self._hb_thread, self._watcher):
             if thread is not None:
                 thread.join()
@@ -331,6 +336,7 @@ class Worker:
             if job is None:
                 self._due_at = self.store.next_due_at(self.queues)
                 self._claim_now = False
+                self._want_wakeup.set()
                 break
             claimed += 1
             self._launch(job)
@@ -461,11 +467,14 @@ class Worker:
             return
         try:
             while not self._hb_stop.is_set():
+                if not self._want_wakeup.wait(WATCH_SLICE):
+                    continue
                 try:
                     changed = store.wait_for_change(WATCH_SLICE, self._hb_stop)
                 except QueuectlError:
                     changed = not self._hb_stop.wait(1.0)  # the database is away: retry
                 if changed:
+                    self._want_wakeup.clear()
                     self._notified.set()
                     self._wake()
         finally:
