@@ -6,12 +6,15 @@ error) are separate fields; timestamps follow the state (pueue's model).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
 
+from queuectl.record import Record
 from queuectl.timeutil import from_iso, to_iso
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Mapping
+    from typing import Any
 
 
 class JobState(StrEnum):
@@ -37,8 +40,7 @@ class JobState(StrEnum):
 CLAIMABLE_STATES = (JobState.PENDING, JobState.FAILED)
 
 
-@dataclass(frozen=True, slots=True)
-class NewJob:
+class NewJob(Record):
     """A validated job about to be stored. Times are epoch seconds."""
 
     id: str
@@ -51,8 +53,7 @@ class NewJob:
     run_at: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Job:
+class Job(Record):
     """A stored job as read from the database. Times are epoch seconds (UTC)."""
 
     id: str
@@ -148,8 +149,7 @@ class Job:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerInfo:
+class WorkerInfo(Record):
     """A registered worker process."""
 
     id: str
@@ -177,8 +177,7 @@ class WorkerInfo:
         }
 
 
-@dataclass(frozen=True, slots=True)
-class Heartbeat:
+class Heartbeat(Record):
     """What a worker learns from renewing its leases."""
 
     #: Jobs whose lease this worker still holds; any other job it runs was taken over.
@@ -187,8 +186,7 @@ class Heartbeat:
     stop_requested: bool
 
 
-@dataclass(frozen=True, slots=True)
-class RecoveredJob:
+class RecoveredJob(Record):
     """A running job whose worker was lost, put back to `pending` or sent to the DLQ."""
 
     id: str

@@ -1,24 +1,29 @@
-"""Where the queue lives: the data directory and the database it holds by default."""
+"""Where the queue lives: the data directory and the database it holds by default.
+
+Plain `os.path` strings rather than `pathlib`: this module is on the path of
+every CLI call, and start-up time is the cost of a single `queuectl enqueue`.
+"""
 
 from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
 DB_ENV = "QUEUECTL_DB"
 DB_FILENAME = "queuectl.db"
 
 
-def data_dir() -> Path:
+def data_dir() -> str:
     """`$XDG_DATA_HOME/queuectl`, usually `~/.local/share/queuectl`."""
-    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(base) / "queuectl"
+    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
+        os.path.expanduser("~"), ".local", "share"
+    )
+    return os.path.join(base, "queuectl")
 
 
 def resolve_db(option: str | None) -> str:
     """The database to use: `--db`, else `$QUEUECTL_DB`, else the default SQLite file."""
-    return option or os.environ.get(DB_ENV) or str(data_dir() / DB_FILENAME)
+    return option or os.environ.get(DB_ENV) or os.path.join(data_dir(), DB_FILENAME)
 
 
 def is_postgres_url(target: str) -> bool:
@@ -31,7 +36,7 @@ def redact_url(url: str) -> str:
     return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
 
 
-def logs_dir_for(db_target: str) -> Path:
+def logs_dir_for(db_target: str) -> str:
     """Where this host keeps job logs for a queue.
 
     Beside a SQLite database (`queuectl.db` -> `queuectl.logs/`); for a PostgreSQL
@@ -42,22 +47,24 @@ def logs_dir_for(db_target: str) -> Path:
         import hashlib
 
         digest = hashlib.sha256(redact_url(db_target).encode()).hexdigest()[:12]
-        return data_dir() / "logs" / f"postgresql-{digest}"
-    path = Path(db_target).expanduser()
-    return (
-        path.with_name(path.stem + ".logs") if path.suffix else path.with_name(path.name + ".logs")
-    )
+        return os.path.join(data_dir(), "logs", f"postgresql-{digest}")
+    stem, suffix = os.path.splitext(os.path.expanduser(db_target))
+    return f"{stem}.logs" if suffix else f"{stem}{suffix}.logs"
 
 
-def make_private_dir(path: Path) -> None:
+def make_private_dir(path: str | os.PathLike[str]) -> None:
     """Create `path` and any missing parents with mode 0700 (existing ones are left as
     they are): everything queuectl creates is private to the user."""
     missing = []
-    current = path
-    while not current.exists():
+    current = os.path.abspath(path)
+    while not os.path.exists(current):
         missing.append(current)
-        if current.parent == current:
+        parent = os.path.dirname(current)
+        if parent == current:
             break
-        current = current.parent
+        current = parent
     for directory in reversed(missing):
-        directory.mkdir(mode=0o700, exist_ok=True)
+        try:  # noqa: SIM105 - contextlib.suppress would cost start-up time here
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass  # created meanwhile by another process

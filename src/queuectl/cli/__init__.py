@@ -1,7 +1,7 @@
 """The command line: parse, validate, call the service, render.
 
 `main()` is the single error boundary: a `QueuectlError` becomes one line on
-stderr and its exit code (1 runtime, 2 bad input); click's usage errors exit 2;
+stderr and its exit code (1 runtime, 2 bad input, including usage errors);
 nothing prints a traceback unless QUEUECTL_DEBUG=1.
 """
 
@@ -10,13 +10,9 @@ from __future__ import annotations
 import os
 import sys
 
-import click
-
-from queuectl.cli import config, db, dlq, enqueue, jobs, worker
-from queuectl.cli.app import cli
 from queuectl.errors import QueuectlError
 
-__all__ = ["cli", "config", "db", "dlq", "enqueue", "jobs", "main", "worker"]
+__all__ = ["main"]
 
 
 def _fail(message: str, code: int) -> None:
@@ -26,16 +22,16 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with its documented exit code."""
+    from queuectl.cli.app import AppContext, build_parser
+
     try:
-        result = cli.main(args=argv, prog_name="queuectl", standalone_mode=False)
-    except click.UsageError as exc:
-        hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx else ""
-        _fail(f"{exc.format_message()}{hint}", 2)
-    except click.ClickException as exc:
-        _fail(exc.format_message(), exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
-    except (click.Abort, KeyboardInterrupt):
+        args = build_parser(argv).parse_args(argv)
+        app = AppContext(args.db)
+        try:
+            result = args.handler(app, args)
+        finally:
+            app.close()
+    except KeyboardInterrupt:
         _fail("interrupted", 130)
     except QueuectlError as exc:
         _fail(exc.message, exc.exit_code)

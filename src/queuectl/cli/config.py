@@ -2,51 +2,52 @@
 
 from __future__ import annotations
 
+import argparse
 import json
-from typing import Any
 
-import click
+from queuectl.cli.app import AppContext, add_command, add_group, add_json, write
 
-from queuectl.cli.app import AppContext, cli, json_option, pass_app
-from queuectl.cli.render import emit_json, table
+TYPE_CHECKING = False  # importing `typing` costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@cli.group()
-def config() -> None:
-    """Show and change settings (max_retries, backoff_base, backoff_max, ...)."""
+def register(commands: Any) -> None:
+    group = add_group(
+        commands, "config", "show and change settings (max_retries, backoff_base, ...)"
+    )
+    add_json(add_command(group, "show", config_show, "every setting with its current value"))
+    parser = add_command(group, "get", config_get, "print one setting's value")
+    parser.add_argument("key")
+    add_json(parser)
+    parser = add_command(
+        group, "set", config_set, "change a setting for every worker (times in seconds)"
+    )
+    parser.add_argument("key")
+    parser.add_argument("value")
 
 
 def _text(value: Any) -> str:
     return "none" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
 
 
-@config.command(name="show")
-@json_option
-@pass_app
-def config_show(app: AppContext, as_json: bool) -> None:
-    """Every setting with its current value."""
+def config_show(app: AppContext, args: argparse.Namespace) -> None:
     values = app.service().config_show()
-    if as_json:
+    if args.as_json:
+        from queuectl.cli.render import emit_json
+
         emit_json(values)
     else:
-        click.echo(table(["KEY", "VALUE"], [[k, _text(v)] for k, v in values.items()]))
+        from queuectl.cli.render import table
+
+        write(table(["KEY", "VALUE"], [[k, _text(v)] for k, v in values.items()]))
 
 
-@config.command(name="get")
-@click.argument("key")
-@json_option
-@pass_app
-def config_get(app: AppContext, key: str, as_json: bool) -> None:
-    """Print one setting's value."""
-    value = app.service().config_get(key)
-    click.echo(json.dumps(value) if as_json else _text(value))
+def config_get(app: AppContext, args: argparse.Namespace) -> None:
+    value = app.service().config_get(args.key)
+    write(json.dumps(value) if args.as_json else _text(value))
 
 
-@config.command(name="set")
-@click.argument("key")
-@click.argument("value")
-@pass_app
-def config_set(app: AppContext, key: str, value: str) -> None:
-    """Change a setting for every worker (times are in seconds)."""
-    name, stored = app.service().config_set(key, value)
-    click.echo(f"{name} = {_text(stored)}")
+def config_set(app: AppContext, args: argparse.Namespace) -> None:
+    name, stored = app.service().config_set(args.key, args.value)
+    write(f"{name} = {_text(stored)}")

@@ -2,34 +2,50 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-import click
+from queuectl.cli.app import AppContext, add_command, add_group, add_json, write
 
-from queuectl.cli.app import AppContext, cli, json_option, pass_app
-from queuectl.cli.enqueue import read_input_lines
-from queuectl.cli.render import emit_json
-
-
-@cli.group()
-def db() -> None:
-    """Database schema: status and explicit migrations (needed on PostgreSQL)."""
+TYPE_CHECKING = False  # importing `typing` costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@db.command(name="status")
-@json_option
-@pass_app
-def db_status(app: AppContext, as_json: bool) -> None:
-    """Which migrations are applied."""
-    from queuectl.queue.service import QueueService
+def register(commands: Any) -> None:
+    group = add_group(commands, "db", "database schema: status and explicit migrations")
+    add_json(add_command(group, "status", db_status, "which migrations are applied"))
+    add_command(
+        group, "migrate", db_migrate, "apply pending migrations (safe from several hosts at once)"
+    )
+    parser = add_command(
+        commands,
+        "export",
+        export_queue,
+        "write the whole queue (settings, every job with its history) as JSON lines",
+    )
+    parser.add_argument("--file", "-f", default="-", help="where to write ('-' for stdout)")
+    parser = add_command(
+        commands,
+        "import",
+        import_queue,
+        "load a queue written by `queuectl export`, all or nothing",
+        "Load a queue written by `queuectl export`, all or nothing. Jobs keep their ids, "
+        "states, attempts and history; a job that was running comes back pending. Ids "
+        "already present are refused (nothing is imported).",
+    )
+    parser.add_argument(
+        "--file", "-f", default="-", help="output of `queuectl export` ('-' for stdin)"
+    )
 
-    service = QueueService(app.open_store(require_schema=False), app.logs_dir)
-    try:
-        applied, latest = service.schema_version()
-        location, backend = service.store.location, service.store.backend
-    finally:
-        service.store.close()
-    if as_json:
+
+def db_status(app: AppContext, args: argparse.Namespace) -> None:
+    service = app.service(require_schema=False)
+    applied, latest = service.schema_version()
+    location, backend = service.store.location, service.store.backend
+    if args.as_json:
+        from queuectl.cli.render import emit_json
+
         emit_json(
             {
                 "database": {"backend": backend, "location": location},
@@ -39,71 +55,37 @@ def db_status(app: AppContext, as_json: bool) -> None:
             }
         )
     elif applied < latest:
-        click.echo(
+        write(
             f"{location} ({backend}): {applied} of {latest} migrations applied; "
             "run `queuectl db migrate`"
         )
     else:
-        click.echo(f"{location} ({backend}): schema up to date ({applied} of {latest} migrations)")
+        write(f"{location} ({backend}): schema up to date ({applied} of {latest} migrations)")
 
 
-@db.command(name="migrate")
-@pass_app
-def db_migrate(app: AppContext) -> None:
-    """Apply pending migrations (safe to run from several hosts at once)."""
-    from queuectl.queue.service import QueueService
-
-    service = QueueService(app.open_store(require_schema=False), app.logs_dir)
-    try:
-        applied = service.migrate()
-        current, latest = service.schema_version()
-    finally:
-        service.store.close()
+def db_migrate(app: AppContext, args: argparse.Namespace) -> None:
+    service = app.service(require_schema=False)
+    applied = service.migrate()
+    current, latest = service.schema_version()
     if applied:
-        click.echo(f"Applied migration(s) {', '.join(map(str, applied))}; schema at {current}.")
+        write(f"Applied migration(s) {', '.join(map(str, applied))}; schema at {current}.")
     else:
-        click.echo(f"Schema already up to date ({current} of {latest}).")
+        write(f"Schema already up to date ({current} of {latest}).")
 
 
-@cli.command(name="export")
-@click.option(
-    "--file",
-    "-f",
-    "file",
-    type=click.Path(dir_okay=False, allow_dash=True),
-    default="-",
-    show_default=True,
-    help="Where to write ('-' for stdout).",
-)
-@pass_app
-def export_queue(app: AppContext, file: str) -> None:
-    """Write the whole queue (settings and every job with its history) as JSON lines."""
+def export_queue(app: AppContext, args: argparse.Namespace) -> None:
     service = app.service()
-    if file == "-":
+    if args.file == "-":
         for line in service.export_lines():
             sys.stdout.write(line + "\n")
         return
-    with open(file, "w", encoding="utf-8") as handle:
+    with open(args.file, "w", encoding="utf-8") as handle:
         for line in service.export_lines():
             handle.write(line + "\n")
 
 
-@cli.command(name="import")
-@click.option(
-    "--file",
-    "-f",
-    "file",
-    type=click.Path(dir_okay=False, allow_dash=True),
-    default="-",
-    show_default=True,
-    help="Output of `queuectl export` ('-' for stdin).",
-)
-@pass_app
-def import_queue(app: AppContext, file: str) -> None:
-    """Load a queue written by `queuectl export`, all or nothing.
+def import_queue(app: AppContext, args: argparse.Namespace) -> None:
+    from queuectl.cli.enqueue import read_input_lines
 
-    Jobs keep their ids, states, attempts and history; a job that was running
-    comes back pending. Ids already present are refused (nothing is imported).
-    """
-    jobs, settings = app.service().import_lines(read_input_lines(file))
-    click.echo(f"Imported {jobs} job(s) and {settings} setting(s).")
+    jobs, settings = app.service().import_lines(read_input_lines(args.file))
+    write(f"Imported {jobs} job(s) and {settings} setting(s).")

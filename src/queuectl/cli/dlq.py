@@ -2,49 +2,54 @@
 
 from __future__ import annotations
 
-import click
+import argparse
 
-from queuectl.cli.app import AppContext, cli, json_option, pass_app
-from queuectl.cli.render import emit_json, jobs_table
+from queuectl.cli.app import AppContext, add_command, add_group, add_json, write
 
-
-@cli.group()
-def dlq() -> None:
-    """Inspect and retry jobs that exhausted their retries."""
+TYPE_CHECKING = False  # importing `typing` costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@dlq.command(name="list")
-@click.option("--limit", type=int, help="At most this many jobs (default: all).")
-@json_option
-@pass_app
-def dlq_list(app: AppContext, limit: int | None, as_json: bool) -> None:
-    """List dead jobs, oldest first."""
-    jobs = app.service().list_jobs("dead", None, limit)
-    if as_json:
+def register(commands: Any) -> None:
+    group = add_group(commands, "dlq", "inspect and retry jobs that exhausted their retries")
+    parser = add_command(group, "list", dlq_list, "list dead jobs, oldest first")
+    parser.add_argument("--limit", type=int, help="at most this many jobs (default: all)")
+    add_json(parser)
+    parser = add_command(
+        group, "retry", dlq_retry, "put dead jobs back to pending with attempts reset to 0"
+    )
+    parser.add_argument("job_ids", metavar="ID", nargs="+")
+    add_json(parser)
+
+
+def dlq_list(app: AppContext, args: argparse.Namespace) -> None:
+    from queuectl.cli.render import emit_json, jobs_table
+
+    jobs = app.service().list_jobs("dead", None, args.limit)
+    if args.as_json:
         emit_json([j.to_dict() for j in jobs])
     elif jobs:
-        click.echo(jobs_table(jobs))
+        write(jobs_table(jobs))
         for job in jobs:
             if job.last_error:
-                click.echo(f"  {job.id}: {job.last_error}")
+                write(f"  {job.id}: {job.last_error}")
     else:
-        click.echo("The dead-letter queue is empty.")
+        write("The dead-letter queue is empty.")
 
 
-@dlq.command(name="retry")
-@click.argument("job_ids", metavar="ID...", nargs=-1, required=True)
-@json_option
-@pass_app
-def dlq_retry(app: AppContext, job_ids: tuple[str, ...], as_json: bool) -> None:
-    """Put dead jobs back to pending with attempts reset to 0."""
+def dlq_retry(app: AppContext, args: argparse.Namespace) -> None:
+    from queuectl.models import JobState
+
     service = app.service()
-    for job_id in job_ids:  # validate all first: an unknown or live id changes nothing
-        job = service.get(job_id)
-        if job.state.value != "dead":
+    for job_id in args.job_ids:  # check all first: an unknown or live id changes nothing
+        if service.get(job_id).state is not JobState.DEAD:
             service.retry_dead(job_id)  # raises the WrongState error with its message
-    jobs = [service.retry_dead(job_id) for job_id in job_ids]
-    if as_json:
+    jobs = [service.retry_dead(job_id) for job_id in args.job_ids]
+    if args.as_json:
+        from queuectl.cli.render import emit_json
+
         emit_json([j.to_dict() for j in jobs])
     else:
         for job in jobs:
-            click.echo(f"Retrying {job.id}: pending, attempts reset to 0.")
+            write(f"Retrying {job.id}: pending, attempts reset to 0.")

@@ -2,93 +2,90 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 
-import click
+from queuectl.cli.app import AppContext, add_command, add_json, write
 
-from queuectl.cli.app import AppContext, cli, json_option, pass_app
-from queuectl.cli.render import emit_json, job_details, jobs_table, table
-from queuectl.models import JobState
+TYPE_CHECKING = False  # importing `typing` costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@cli.command()
-@json_option
-@pass_app
-def status(app: AppContext, as_json: bool) -> None:
-    """Jobs per state, active workers, and the database in use."""
+def register(commands: Any) -> None:
+    add_json(add_command(commands, "status", status, "jobs per state, active workers, database"))
+    parser = add_command(commands, "list", list_jobs, "list jobs, oldest first")
+    parser.add_argument(
+        "--state", help="pending, running (or processing), completed, failed, dead, canceled"
+    )
+    parser.add_argument("--queue", help="only jobs in this queue")
+    parser.add_argument("--limit", type=int, help="at most this many jobs (default: all)")
+    add_json(parser)
+    for name, handler, help_text in (
+        ("show", show, "show one job in full"),
+        ("logs", logs, "print a job's captured output (stdout and stderr, every run)"),
+        ("cancel", cancel, "cancel a pending or failed job so it never runs"),
+    ):
+        parser = add_command(commands, name, handler, help_text)
+        parser.add_argument("job_id", metavar="ID")
+        add_json(parser)
+
+
+def status(app: AppContext, args: argparse.Namespace) -> None:
+    from queuectl.cli.render import emit_json
+    from queuectl.models import JobState
+
     report = app.service().status()
-    if as_json:
+    if args.as_json:
         emit_json(report.to_dict())
         return
-    click.echo(f"Database: {report.location} ({report.backend})")
-    click.echo("Jobs:")
+    write(f"Database: {report.location} ({report.backend})")
+    write("Jobs:")
     for state in JobState:
-        click.echo(f"  {state.value:<10} {report.counts.get(state, 0)}")
-    click.echo(f"Workers: {len(report.workers)} active")
+        write(f"  {state.value:<10} {report.counts.get(state, 0)}")
+    write(f"Workers: {len(report.workers)} active")
     for w in report.workers:
-        jobs = ", ".join(w.current_jobs) or "idle"
-        click.echo(f"  {w.id}  {w.host}  pid {w.pid}  {jobs}")
+        write(f"  {w.id}  {w.host}  pid {w.pid}  {', '.join(w.current_jobs) or 'idle'}")
 
 
-@cli.command(name="list")
-@click.option(
-    "--state", help="pending, running (or processing), completed, failed, dead, canceled."
-)
-@click.option("--queue", help="Only jobs in this queue.")
-@click.option("--limit", type=int, help="At most this many jobs (default: all).")
-@json_option
-@pass_app
-def list_jobs(
-    app: AppContext, state: str | None, queue: str | None, limit: int | None, as_json: bool
-) -> None:
-    """List jobs, oldest first."""
-    jobs = app.service().list_jobs(state, queue, limit)
-    if as_json:
+def list_jobs(app: AppContext, args: argparse.Namespace) -> None:
+    from queuectl.cli.render import emit_json, jobs_table
+
+    jobs = app.service().list_jobs(args.state, args.queue, args.limit)
+    if args.as_json:
         emit_json([j.to_dict() for j in jobs])
     elif jobs:
-        click.echo(jobs_table(jobs))
+        write(jobs_table(jobs))
     else:
-        click.echo(f"No {state + ' ' if state else ''}jobs.")
+        write(f"No {args.state + ' ' if args.state else ''}jobs.")
 
 
-@cli.command()
-@click.argument("job_id", metavar="ID")
-@json_option
-@pass_app
-def show(app: AppContext, job_id: str, as_json: bool) -> None:
-    """Show one job in full."""
-    job = app.service().get(job_id)
-    if as_json:
+def show(app: AppContext, args: argparse.Namespace) -> None:
+    from queuectl.cli.render import emit_json, job_details
+
+    job = app.service().get(args.job_id)
+    if args.as_json:
         emit_json(job.to_dict())
     else:
-        click.echo(job_details(job))
+        write(job_details(job))
 
 
-@cli.command()
-@click.argument("job_id", metavar="ID")
-@json_option
-@pass_app
-def logs(app: AppContext, job_id: str, as_json: bool) -> None:
-    """Print a job's captured output (stdout and stderr, every run)."""
-    output = app.service().logs(job_id)
-    if as_json:
-        emit_json({"id": job_id, "output": output.decode("utf-8", "replace")})
+def logs(app: AppContext, args: argparse.Namespace) -> None:
+    output = app.service().logs(args.job_id)
+    if args.as_json:
+        from queuectl.cli.render import emit_json
+
+        emit_json({"id": args.job_id, "output": output.decode("utf-8", "replace")})
     else:
         sys.stdout.buffer.write(output)
         sys.stdout.flush()
 
 
-@cli.command()
-@click.argument("job_id", metavar="ID")
-@json_option
-@pass_app
-def cancel(app: AppContext, job_id: str, as_json: bool) -> None:
-    """Cancel a pending or failed job so it never runs."""
-    job = app.service().cancel(job_id)
-    if as_json:
+def cancel(app: AppContext, args: argparse.Namespace) -> None:
+    job = app.service().cancel(args.job_id)
+    if args.as_json:
+        from queuectl.cli.render import emit_json
+
         emit_json(job.to_dict())
     else:
-        click.echo(f"Canceled {job.id}.")
-
-
-__all__ = ["cancel", "list_jobs", "logs", "show", "status", "table"]
+        write(f"Canceled {job.id}.")

@@ -8,8 +8,6 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-import click
-
 from queuectl.models import Job, JobState
 from queuectl.timeutil import format_seconds, to_iso
 
@@ -80,8 +78,4 @@ def job_details(job: Job) -> str:
     return "\n".join(lines)
 
 
-def echo_lines(text: str) -> None:
-    click.echo(text)
-
-
-__all__ = ["echo_lines", "emit_json", "job_details", "jobs_table", "table", "to_iso", "when"]
+__all__ = ["emit_json", "job_details", "jobs_table", "table", "to_iso", "when"]

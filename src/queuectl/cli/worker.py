@@ -2,96 +2,109 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 
-import click
+from queuectl.cli.app import AppContext, add_command, add_group, add_json, write
 
-from queuectl.cli.app import AppContext, cli, json_option, pass_app
-from queuectl.cli.render import emit_json, table, when
-
-
-@cli.group()
-def worker() -> None:
-    """Run and manage workers."""
+TYPE_CHECKING = False  # importing `typing` costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
 
 
-@worker.command(name="start")
-@click.option(
-    "--count",
-    "-c",
-    default=1,
-    show_default=True,
-    type=click.IntRange(1, 1024),
-    help="How many jobs to run at a time.",
-)
-@click.option(
-    "--queue", "queues", multiple=True, help="Only take jobs from this queue (repeatable)."
-)
-@click.option("--quiet", "-q", is_flag=True, help="Do not echo job output and per-job events.")
-@pass_app
-def worker_start(app: AppContext, count: int, queues: tuple[str, ...], quiet: bool) -> None:
-    """Run jobs in the foreground until Ctrl+C, SIGTERM or `queuectl worker stop`.
+def register(commands: Any) -> None:
+    group = add_group(commands, "worker", "run and manage workers")
+    parser = add_command(
+        group,
+        "start",
+        worker_start,
+        "run jobs in the foreground until Ctrl+C, SIGTERM or `queuectl worker stop`",
+        "Run jobs in the foreground until Ctrl+C, SIGTERM or `queuectl worker stop`. The "
+        "first Ctrl+C stops taking jobs and lets running ones finish; a second one stops "
+        "them now and puts them back to pending.",
+    )
+    parser.add_argument(
+        "--count", "-c", type=int, default=1, help="how many jobs to run at a time (default 1)"
+    )
+    parser.add_argument(
+        "--queue",
+        dest="queues",
+        action="append",
+        default=[],
+        help="only take jobs from this queue (repeatable)",
+    )
+    parser.add_argument(
+        "--quiet", "-q", action="store_true", help="do not echo job output and per-job events"
+    )
+    parser = add_command(
+        group, "stop", worker_stop, "stop all workers gracefully (they finish running jobs)"
+    )
+    parser.add_argument("--no-wait", action="store_true", help="ask them to stop and return")
+    parser.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    add_json(
+        add_command(
+            group, "list", worker_list, "workers with host, pid, start, heartbeat, current jobs"
+        )
+    )
 
-    The first Ctrl+C stops taking jobs and lets running ones finish; a second
-    one stops them now and puts them back to pending.
-    """
+
+def worker_start(app: AppContext, args: argparse.Namespace) -> None:
+    from pathlib import Path
+
+    from queuectl.errors import InvalidInput
+    from queuectl.queue.jobspec import QUEUE_PATTERN
     from queuectl.queue.worker import Worker
 
+    if not 1 <= args.count <= 1024:
+        raise InvalidInput("--count must be between 1 and 1024")
+    for queue in args.queues:
+        if not QUEUE_PATTERN.fullmatch(queue):
+            raise InvalidInput(f"--queue: {queue!r} is not a valid queue name")
     # Worker bookkeeping trades a synchronous commit for speed: a write lost to a
     # power cut can at worst make a job run again (see docs/DECISIONS.md).
     store = app.open_store(durable=False, worker=True)
     try:
-        runner = Worker(
+        Worker(
             store,
             open_store=lambda: app.open_store(durable=False, worker=True),
-            logs_dir=app.logs_dir,
-            concurrency=count,
-            queues=queues,
-            quiet=quiet,
-        )
-        runner.run()
+            logs_dir=Path(app.logs_dir),
+            concurrency=args.count,
+            queues=args.queues,
+            quiet=args.quiet,
+        ).run()
     finally:
         store.close()
 
 
-@worker.command(name="stop")
-@click.option("--no-wait", is_flag=True, help="Ask workers to stop and return at once.")
-@click.option("--timeout", type=float, help="Give up waiting after this many seconds.")
-@pass_app
-def worker_stop(app: AppContext, no_wait: bool, timeout: float | None) -> None:
-    """Stop all workers gracefully (they finish their running jobs)."""
-
+def worker_stop(app: AppContext, args: argparse.Namespace) -> int:
     def progress(remaining: int) -> None:
         sys.stderr.write(f"queuectl: waiting for {remaining} worker(s) to finish running jobs...\n")
 
     asked, remaining = app.service().stop_workers(
-        wait=not no_wait, timeout=timeout, progress=progress
+        wait=not args.no_wait, timeout=args.timeout, progress=progress
     )
     if asked == 0:
-        click.echo("No workers running.")
-    elif no_wait:
-        click.echo(f"Asked {asked} worker(s) to stop.")
+        write("No workers running.")
+    elif args.no_wait:
+        write(f"Asked {asked} worker(s) to stop.")
     elif remaining:
-        click.echo(
-            f"Stopped {asked - remaining} of {asked} worker(s); {remaining} still finishing."
-        )
-        sys.exit(1)
+        write(f"Stopped {asked - remaining} of {asked} worker(s); {remaining} still finishing.")
+        return 1
     else:
-        click.echo(f"Stopped {asked} worker(s).")
+        write(f"Stopped {asked} worker(s).")
+    return 0
 
 
-@worker.command(name="list")
-@json_option
-@pass_app
-def worker_list(app: AppContext, as_json: bool) -> None:
-    """Workers with host, pid, start time, last heartbeat and current jobs."""
+def worker_list(app: AppContext, args: argparse.Namespace) -> None:
+    from queuectl.cli.render import emit_json, table, when
+
     workers = app.service().live_workers()
-    if as_json:
+    if args.as_json:
         emit_json([w.to_dict() for w in workers])
         return
     if not workers:
-        click.echo("No workers running.")
+        write("No workers running.")
         return
     now = time.time()
     rows = [
@@ -106,4 +119,4 @@ def worker_list(app: AppContext, as_json: bool) -> None:
         ]
         for w in workers
     ]
-    click.echo(table(["ID", "HOST", "PID", "STARTED", "HEARTBEAT", "BUSY", "CURRENT JOBS"], rows))
+    write(table(["ID", "HOST", "PID", "STARTED", "HEARTBEAT", "BUSY", "CURRENT JOBS"], rows))

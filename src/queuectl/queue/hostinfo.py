@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 from functools import cache
 
 HOSTNAME_ENV = "QUEUECTL_HOSTNAME"
@@ -17,7 +16,7 @@ def hostname() -> str:
     sharing a name) and for simulating several hosts on one machine in tests: a
     worker treats another worker as "on this host" only when the names match.
     """
-    return os.environ.get(HOSTNAME_ENV) or socket.gethostname()
+    return os.environ.get(HOSTNAME_ENV) or os.uname().nodename
 
 
 def pid_alive(pid: int) -> bool:

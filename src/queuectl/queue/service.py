@@ -9,25 +9,24 @@ from __future__ import annotations
 import builtins
 import json
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from queuectl.errors import InvalidInput, QueuectlError
 from queuectl.models import Job, JobState, WorkerInfo
 from queuectl.queue import settings as settings_mod
-from queuectl.queue.hostinfo import known_dead
-from queuectl.queue.joblog import log_path, read_log
 from queuectl.queue.jobspec import ID_PATTERN, QUEUE_PATTERN, build_jobs, parse_json_object
 from queuectl.queue.settings import Settings
+from queuectl.record import Record
 from queuectl.storage.base import Store
+
+TYPE_CHECKING = False  # importing `typing` costs start-up time
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from typing import Any
 
 STOP_POLL = 0.2  # seconds between checks while `worker stop` waits
 
 
-@dataclass(frozen=True, slots=True)
-class Status:
+class Status(Record):
     """What `queuectl status` reports."""
 
     backend: str
@@ -46,7 +45,7 @@ class Status:
 class QueueService:
     """Everything a user can ask of the queue."""
 
-    def __init__(self, store: Store, logs_dir: Path) -> None:
+    def __init__(self, store: Store, logs_dir: str) -> None:
         self.store = store
         self.logs_dir = logs_dir
 
@@ -75,8 +74,12 @@ class QueueService:
 
     def logs(self, job_id: str) -> bytes:
         """The job's captured output (empty if it has not run yet)."""
+        from pathlib import Path
+
+        from queuectl.queue.joblog import log_path, read_log
+
         self.store.get_job(job_id)  # JobNotFound for unknown ids
-        return read_log(log_path(self.logs_dir, job_id))
+        return read_log(log_path(Path(self.logs_dir), job_id))
 
     def retry_dead(self, job_id: str) -> Job:
         return self.store.retry_dead(job_id)
@@ -96,6 +99,8 @@ class QueueService:
 
     def live_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that heartbeated within their lease and are not known to be dead."""
+        from queuectl.queue.hostinfo import known_dead
+
         horizon = self.store.now() - self.settings().lease_timeout
         return [
             w

@@ -6,12 +6,14 @@ invalid value is `InvalidInput` (exit code 2) and changes nothing.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
-from typing import Any
-
 from queuectl.errors import InvalidInput
+from queuectl.record import Record
 from queuectl.timeutil import parse_duration
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable, Mapping
+    from typing import Any
 
 #: Defaults. The lease/heartbeat pair bounds crash recovery: a killed worker's job is
 #: taken over at most `lease_timeout + heartbeat_interval` seconds after its last
@@ -23,8 +25,7 @@ DEFAULT_LEASE_TIMEOUT = 15.0  # seconds
 DEFAULT_HEARTBEAT_INTERVAL = 3.0  # seconds
 
 
-@dataclass(frozen=True, slots=True)
-class Settings:
+class Settings(Record):
     """Effective settings: stored values over defaults."""
 
     max_retries: int = DEFAULT_MAX_RETRIES
@@ -41,7 +42,7 @@ class Settings:
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self.fields()
 
 
 def _non_negative_int(text: str) -> int:

@@ -282,6 +282,7 @@ class Worker:
                 self._storage_failed(exc)
 
     def _storage_failed(self, exc: StorageError) -> None:
+        self._claim_now = True  # what failed may have been a claim: try again after the pause
         self._storage_backoff = min(max(self._storage_backoff * 2, 0.1), STORAGE_RETRY_MAX)
         self._storage_retry_at = time.monotonic() + self._storage_backoff
         self._event(

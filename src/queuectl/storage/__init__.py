@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import TYPE_CHECKING
-
 from queuectl.errors import StorageUnavailable
 from queuectl.paths import is_postgres_url
+
+TYPE_CHECKING = False  # importing `typing` costs start-up time
 
 if TYPE_CHECKING:
     from queuectl.storage.base import Store
@@ -31,4 +30,4 @@ def open_store(
         return PostgresStore(target, pooled=worker, require_schema=require_schema)
     from queuectl.storage.sqlite import SQLiteStore
 
-    return SQLiteStore(Path(target), durable=durable)
+    return SQLiteStore(target, durable=durable)

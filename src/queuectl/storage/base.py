@@ -14,12 +14,15 @@ Errors: driver exceptions never escape; they are translated into
 from __future__ import annotations
 
 import abc
-import threading
 import time
 from collections.abc import Sequence
-from typing import Any
 
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
+
+TYPE_CHECKING = False  # importing `typing` costs start-up time
+if TYPE_CHECKING:
+    import threading
+    from typing import Any
 
 CHANGE_POLL_MIN = 0.002  # seconds: first re-check of `changed()` while waiting
 CHANGE_POLL_MAX = 0.010  # seconds: the cap polling backs off to (bounds pickup latency)

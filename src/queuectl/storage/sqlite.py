@@ -15,10 +15,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
 from functools import wraps
-from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
 
 from queuectl.errors import (
     DuplicateJob,
@@ -34,8 +31,12 @@ from queuectl.paths import make_private_dir
 from queuectl.storage.base import Store, import_row, new_job_row
 from queuectl.storage.sqlfile import load_queries, migration_scripts
 
-P = ParamSpec("P")
-R = TypeVar("R")
+TYPE_CHECKING = False  # `typing` costs start-up time; only the type checker needs it
+if TYPE_CHECKING:
+    from typing import Any, ParamSpec, TypeVar
+
+    P = ParamSpec("P")
+    R = TypeVar("R")
 
 BUSY_TIMEOUT = 5.0  # seconds SQLite's own busy handler waits per statement
 BUSY_GIVE_UP = 120.0  # seconds of retrying before StorageBusy reaches the user
@@ -74,12 +75,12 @@ def _retry_busy(method: Callable[P, R]) -> Callable[P, R]:
     return wrapper
 
 
-def _path_of(args: tuple[object, ...]) -> Path | None:
+def _path_of(args: tuple[object, ...]) -> str | None:
     store = args[0] if args else None
     return store.path if isinstance(store, SQLiteStore) else None
 
 
-def _translate(exc: sqlite3.Error, path: Path | None = None) -> StorageError:
+def _translate(exc: sqlite3.Error, path: str | None = None) -> StorageError:
     text = str(exc)
     where = f" {path}" if path is not None else ""
     if "readonly" in text or "read-only" in text:
@@ -119,8 +120,8 @@ class SQLiteStore(Store):
         False for their bookkeeping: after a power loss at worst a finished run is
         forgotten and the job runs again (at-least-once holds).
         """
-        self.path = Path(path).expanduser()
-        self.location = str(self.path)
+        self.path = os.path.expanduser(os.fspath(path))
+        self.location = self.path
         self._clock = clock
         self._conn = self._connect(durable)
         if migrate:
@@ -207,22 +208,9 @@ class SQLiteStore(Store):
         ).fetchone()
         return bool(row[0])
 
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
+    def _write(self) -> _WriteTransaction:
         """One write transaction holding SQLite's write lock from its first statement."""
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._conn
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
-        try:
-            self._conn.execute("COMMIT")
-        except BaseException:
-            if self._conn.in_transaction:
-                self._conn.execute("ROLLBACK")
-            raise
+        return _WriteTransaction(self._conn)
 
     def now(self) -> float:
         return self._clock()
@@ -469,6 +457,35 @@ class SQLiteStore(Store):
             conn.execute(Q["set_config"], {"key": key, "value": value})
 
 
+class _WriteTransaction:
+    """`with store._write() as conn:` BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on error.
+
+    A class rather than `contextlib.contextmanager`, whose import is measurable in
+    the start-up of a single `queuectl enqueue`.
+    """
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, kind: type[BaseException] | None, *_: object) -> None:
+        if kind is None:
+            try:
+                self._conn.execute("COMMIT")
+                return
+            except BaseException:
+                self._rollback()
+                raise
+        self._rollback()
+
+    def _rollback(self) -> None:
+        if self._conn.in_transaction:
+            self._conn.execute("ROLLBACK")
+
+
 def _worker_params(worker: WorkerInfo, now: float) -> dict[str, Any]:
     return {
         "id": worker.id,
@@ -496,15 +513,15 @@ def _duplicate_error(jobs: Sequence[NewJob], store: SQLiteStore) -> DuplicateJob
     return DuplicateJob("duplicate job id; nothing was added")
 
 
-def _create_private_file(path: Path) -> None:
+def _create_private_file(path: str) -> None:
     """Create the database file and its directory private to the user (0700/0600).
 
     SQLite gives its -wal and -shm files the database file's permissions.
     """
-    if path.exists():
+    if os.path.exists(path):
         return
     try:
-        make_private_dir(path.parent)
+        make_private_dir(os.path.dirname(os.path.abspath(path)))
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
         os.close(fd)
     except OSError as exc:
