@@ -340,7 +340,8 @@ def test_jobs_and_config_survive_a_restart(qctl: Queuectl, tmp_path: Path) -> No
     marker = tmp_path / "ran"
     qctl.run("config", "set", "max_retries", "2")
     qctl.run("config", "set", "backoff_base", "1.7")
-    first = qctl.enqueue({"command": f"echo first >> {q(marker)}"})
+    # It prints too: a job's log file is created at its first output.
+    first = qctl.enqueue({"command": f"echo first >> {q(marker)}; echo logged"})
     worker = qctl.start_worker(name="before-restart")
     qctl.wait_state(first, "completed")
     stop(worker)
