@@ -6,9 +6,13 @@ Run it with the interpreter queuectl is installed in:
     .venv/bin/python bench/bench.py --quick    # smaller sizes, no 60 s idle case, ~1 minute
     .venv/bin/python bench/bench.py --json     # the same figures as one JSON object on stdout
 
+Sections a-f measure the SQLite backend, g-i the PostgreSQL one (at --pg-url or
+$QUEUECTL_BENCH_PG; skipped, with a line saying why, when it cannot be reached).
+
 Everything happens in a fresh temporary directory: the subprocesses get
 XDG_DATA_HOME and QUEUECTL_DB pointing into it, in-process stores are opened on
-explicit paths there, so the user's own queue is never touched. Progress goes to
+explicit paths there, so the user's own queue is never touched. On PostgreSQL
+each section works in a fresh schema that it creates and drops. Progress goes to
 stderr; stdout holds only the table (or, with --json, only the JSON object).
 See bench/README.md for what each figure means.
 """
@@ -27,20 +31,37 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from queuectl.models import NewJob
+from queuectl.paths import redact_url
 from queuectl.queue.jobspec import new_job_id
 from queuectl.storage.sqlfile import load_queries, migration_scripts
 from queuectl.storage.sqlite import SQLiteStore
 
+if TYPE_CHECKING:  # psycopg is optional: imported where the PostgreSQL sections need it
+    import psycopg
+
+    from queuectl.storage.postgres import PostgresStore
+
 PYTHON = sys.executable
 QUEUECTL = str(Path(sys.executable).parent / "queuectl")
 CLK_TCK = os.sysconf("SC_CLK_TCK")
-SECTIONS = "abcdef"
+SQLITE_SECTIONS = "abcdef"
+PG_SECTIONS = "ghi"
+SECTIONS = SQLITE_SECTIONS + PG_SECTIONS
+SECTION_TITLES = {
+    "g": "PostgreSQL worker throughput",
+    "h": "PostgreSQL pickup latency and idle CPU",
+    "i": "PostgreSQL claim rate",
+}
+DEFAULT_PG_URL = "postgresql://postgres@127.0.0.1:5432/test"
 DONE_STATES = ("completed", "failed", "dead", "canceled")
 
 # The physical limit for (c): the same commands through `sh -c`, nothing else.
@@ -121,11 +142,15 @@ def _fmt(value: float) -> str:
     return f"{value:.2f}"
 
 
-def render_table(figures: Sequence[Figure]) -> str:
+def render_table(figures: Sequence[Figure], skipped: dict[str, str] | None = None) -> str:
     rows = [["FIGURE", "VALUE", "UNIT", "LIMIT/TARGET", "RESULT"]]
     for f in figures:
         verdict = {True: "pass", False: "FAIL", None: "-"}[f.passed]
         rows.append([f"{f.key} {f.name}", _fmt(f.value), f.unit, f.limit_text, verdict])
+    for letter, reason in (skipped or {}).items():
+        title = SECTION_TITLES.get(letter, f"section {letter}")
+        short = reason.split(" (")[0]  # the full reason is on stderr and in the JSON
+        rows.append([f"{letter}  {title}: {short}", "-", "", "", "skipped"])
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     lines = []
     for r in rows:
@@ -168,7 +193,7 @@ class Sandbox:
     def db(self, name: str) -> Path:
         return self.root / f"{name}.db"
 
-    def env(self, db: Path) -> dict[str, str]:
+    def env(self, db: Path | str) -> dict[str, str]:
         env = dict(os.environ)
         env["XDG_DATA_HOME"] = str(self.xdg)
         env["QUEUECTL_DB"] = str(db)
@@ -784,6 +809,538 @@ def bench_status(sb: Sandbox, db: Path, jobs: int, reps: int) -> list[Figure]:
     ]
 
 
+# -- PostgreSQL: schemas, connections, clocks ----------------------------------------------------
+
+
+def pg_problem(url: str) -> str | None:
+    """Why the PostgreSQL sections cannot run (None when they can)."""
+    try:
+        import psycopg
+    except ImportError as exc:
+        return f"psycopg is not installed ({exc})"
+    try:
+        with psycopg.connect(url, connect_timeout=3) as conn:
+            conn.execute("SELECT 1")
+    except psycopg.Error as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        return f"PostgreSQL at {redact_url(url)} is not reachable ({first})"
+    return None
+
+
+def pg_server(url: str) -> dict[str, Any]:
+    """What the JSON records about the server (the URL without its password)."""
+    with pg_connect(url) as conn:
+        settings = dict(
+            conn.execute(
+                "SELECT name, setting FROM pg_settings WHERE name IN "
+                "('synchronous_commit', 'fsync', 'shared_buffers', 'wal_sync_method')"
+            ).fetchall()
+        )
+        version = scalar(conn, "SHOW server_version")
+    return {"url": redact_url(url), "server_version": version, "settings": settings}
+
+
+def pg_connect(url: str) -> psycopg.Connection[Any]:
+    """A plain autocommit connection (tuple rows): every statement is its own transaction."""
+    import psycopg
+
+    return psycopg.connect(url, autocommit=True, connect_timeout=5)
+
+
+def url_with(url: str, schema: str, application_name: str) -> str:
+    """`url` with `search_path` set to `schema` (`?options=-csearch_path%3D...`, as the
+    tests do) and an application_name that marks the run's own sessions."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    options = f"{query.get('options', '')} -csearch_path={schema}".strip()
+    query.update(options=options, application_name=application_name)
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+@dataclass
+class PgSchema:
+    """A fresh schema in the benchmark's database; `url()` connects into it."""
+
+    base: str
+    name: str
+
+    def url(self, role: str) -> str:
+        """`role` names the sessions: "cli" for the queuectl processes, "bench" for ours."""
+        return url_with(self.base, self.name, f"{self.name}:{role}")
+
+    def backend_pids(self, conn: psycopg.Connection[Any], role: str) -> list[int]:
+        rows = conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE application_name = %s",
+            (f"{self.name}:{role}",),
+        ).fetchall()
+        return [int(r[0]) for r in rows]
+
+
+@contextmanager
+def pg_schema(base: str, label: str) -> Iterator[PgSchema]:
+    """Create an empty schema, yield it, then end its sessions and drop it."""
+    from psycopg import sql
+
+    name = f"queuectl_bench_{label}_{uuid.uuid4().hex[:8]}"
+    with pg_connect(base) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(name)))
+    try:
+        yield PgSchema(base, name)
+    finally:
+        with pg_connect(base) as conn:
+            # Our workers are stopped by then; this only ends sessions left behind by a crash.
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE pid <> pg_backend_pid() AND starts_with(application_name, %s)",
+                (f"{name}:",),
+            )
+            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(name)))
+
+
+def db_clock_offset(conn: psycopg.Connection[Any], samples: int = 7) -> float:
+    """Database clock minus this host's time.time(), from the sample with the shortest
+    round trip (a few tens of microseconds on a local server)."""
+    best: tuple[float, float] | None = None
+    for _ in range(samples):
+        before = time.time()
+        row = conn.execute("SELECT extract(epoch FROM clock_timestamp())::float8").fetchone()
+        after = time.time()
+        assert row is not None
+        trip, offset = after - before, float(row[0]) - (before + after) / 2
+        if best is None or trip < best[0]:
+            best = (trip, offset)
+    assert best is not None
+    return best[1]
+
+
+def scalar(conn: psycopg.Connection[Any], query: str, params: Sequence[Any] = ()) -> Any:
+    row = conn.execute(query, params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+# -- (g) worker throughput on PostgreSQL ----------------------------------------------------------
+
+
+@dataclass
+class PgWorkerRound:
+    seconds: float  # worker process start -> last finished_at, on the database clock
+    cpu: float  # CPU seconds of the worker (all threads) and its watchdog
+    enqueue: float  # wall seconds of `enqueue --file`
+    server_cpu: float  # CPU seconds of the worker's PostgreSQL backends (-1: not readable)
+
+
+def pg_worker_run(sb: Sandbox, base: str, jobs_file: Path, count: int, r: int) -> PgWorkerRound:
+    with pg_schema(base, f"g{r}") as schema:
+        env = sb.env(schema.url("cli"))
+        run([QUEUECTL, "db", "migrate"], env)
+        enqueue, _ = run([QUEUECTL, "enqueue", "--file", str(jobs_file)], env)
+        with pg_connect(schema.url("bench")) as conn:
+            offset = db_clock_offset(conn)
+            wall0 = time.time()
+            proc = start_worker(env, sb.root / "worker-pg-throughput.log")
+            try:
+                wait_for(
+                    lambda: (
+                        scalar(conn, "SELECT count(*) FROM jobs WHERE state = 'completed'") >= count
+                    ),
+                    600.0,
+                    0.02,
+                    f"{count} completed jobs",
+                    proc,
+                )
+                last = float(scalar(conn, "SELECT max(finished_at) FROM jobs"))
+                cpu = sum(cpu_ticks(pid) for pid in (proc.pid, *children(proc.pid))) / CLK_TCK
+                try:
+                    backends = schema.backend_pids(conn, "cli")
+                    server = sum(cpu_ticks(pid) for pid in backends) / CLK_TCK
+                except OSError:
+                    server = -1.0
+            finally:
+                stop_worker(proc)
+    # started at wall0 on this host's clock = wall0 + offset on the database clock
+    return PgWorkerRound(last - (wall0 + offset), cpu, enqueue, server)
+
+
+def bench_pg_throughput(sb: Sandbox, base: str, count: int, reps: int) -> list[Figure]:
+    progress(
+        f"(g) PostgreSQL throughput: {reps} x {count:,} `true` jobs, worker --count 2 vs plain loop"
+    )
+    jobs_file = sb.root / "pg-throughput.jsonl"
+    write_jobs_file(jobs_file, count)
+    rounds: list[PgWorkerRound] = []
+    p_times: list[float] = []
+    p_cpu: list[float] = []
+    for r in range(reps):
+        rounds.append(pg_worker_run(sb, base, jobs_file, count, r))
+        took, cpu = plain_run(count)
+        p_times.append(took)
+        p_cpu.append(cpu)
+        progress(f"    round {r + 1}: queuectl {rounds[-1].seconds:.2f} s, plain {took:.2f} s")
+    q_times = [x.seconds for x in rounds]
+    q_rate = count / median(q_times)
+    p_rate = count / median(p_times)
+    paired = [100.0 * p / q for q, p in zip(q_times, p_times, strict=True)]
+    server = [x.server_cpu for x in rounds]
+    return [
+        Figure(
+            "g1",
+            f"PostgreSQL: worker --count 2, {count:,} true jobs",
+            q_rate,
+            "jobs/s",
+            details={
+                "samples_s": [round(t, 3) for t in q_times],
+                "enqueue_file_s": [round(x.enqueue, 3) for x in rounds],
+                "clock": "finished_at (database clock) - worker start (converted to it)",
+            },
+        ),
+        Figure(
+            "g2",
+            "plain sh -c loop, 2 processes (same run)",
+            p_rate,
+            "jobs/s",
+            details={"samples_s": [round(t, 3) for t in p_times]},
+        ),
+        Figure(
+            "g3",
+            "PostgreSQL worker / plain loop",
+            100.0 * q_rate / p_rate,
+            "%",
+            details={"per_round_percent": [round(x, 1) for x in paired]},
+        ),
+        Figure(
+            "g4",
+            "PostgreSQL worker CPU per job (worker + watchdog)",
+            ms(median([x.cpu for x in rounds])) / count,
+            "ms",
+            details={
+                "cpu_s": [round(x.cpu, 2) for x in rounds],
+                "server_backends_cpu_s": [round(t, 2) for t in server],
+                "server_backends_ms_per_job": (
+                    round(ms(median(server)) / count, 3) if min(server) >= 0 else None
+                ),
+            },
+        ),
+        Figure(
+            "g5",
+            "plain loop CPU per job (the 2 Python processes)",
+            ms(median(p_cpu)) / count,
+            "ms",
+            details={"cpu_s": [round(t, 2) for t in p_cpu]},
+        ),
+    ]
+
+
+def compare_backends(figures: Sequence[Figure]) -> list[Figure]:
+    """g6: the PostgreSQL worker's rate next to the SQLite one measured in the same run."""
+    by_key = {f.key: f for f in figures}
+    if "c1" not in by_key or "g1" not in by_key:
+        return []
+    sqlite_rate, pg_rate = by_key["c1"].value, by_key["g1"].value
+    ratios = {}
+    if "c3" in by_key and "g3" in by_key:
+        ratios = {"sqlite_c3_percent": _round(by_key["c3"].value)}
+    return [
+        Figure(
+            "g6",
+            "PostgreSQL worker / SQLite worker (c1)",
+            100.0 * pg_rate / sqlite_rate,
+            "%",
+            details={"sqlite_jobs_per_s": _round(sqlite_rate), **ratios},
+        )
+    ]
+
+
+# -- (h) pickup latency with LISTEN/NOTIFY and idle CPU on PostgreSQL -----------------------------
+
+
+@dataclass
+class PgPickup:
+    claim: float  # started_at - the database clock read right after the enqueue committed
+    since_created: float  # started_at - created_at (the enqueue transaction's start)
+    command: float  # the command's own timestamp - time.time() right after the commit
+
+
+def bench_pg_latency(sb: Sandbox, base: str, reps: int, cpu_window: float) -> list[Figure]:
+    from queuectl.storage.postgres import PostgresStore
+
+    progress(f"(h) PostgreSQL pickup latency: {reps} x 2 s idle; idle CPU over {cpu_window:g} s")
+    with pg_schema(base, "h") as schema:
+        env = sb.env(schema.url("cli"))
+        run([QUEUECTL, "db", "migrate"], env)
+        store = PostgresStore(schema.url("bench"), require_schema=True)
+        conn = pg_connect(schema.url("bench"))
+        proc = start_worker(env, sb.root / "worker-pg-latency.log")
+        try:
+            return _pg_latency(sb, schema, store, conn, proc, reps, cpu_window)
+        finally:
+            stop_worker(proc)
+            conn.close()
+            store.close()
+
+
+def _pg_latency(
+    sb: Sandbox,
+    schema: PgSchema,
+    store: PostgresStore,
+    conn: psycopg.Connection[Any],
+    proc: subprocess.Popen[bytes],
+    reps: int,
+    cpu_window: float,
+) -> list[Figure]:
+    counter = 0
+
+    def one(idle: float) -> PgPickup:
+        nonlocal counter
+        counter += 1
+        job_id = f"pg-latency-{counter}"
+        stamp = sb.root / f"{job_id}.ts"
+        time.sleep(idle)
+        # The real store's enqueue: INSERT + NOTIFY in one transaction, like the CLI's.
+        store.enqueue([NewJob(id=job_id, command=f"date +%s.%N > {stamp}", max_retries=0)])
+        local_commit = time.time()
+        # A new transaction after the commit returned: its now() is on the database clock,
+        # at most one round trip after the commit.
+        db_commit = float(scalar(conn, "SELECT queuectl_now()"))
+
+        def done() -> bool:
+            row = conn.execute("SELECT state FROM jobs WHERE id = %s", (job_id,)).fetchone()
+            return row is not None and row[0] in DONE_STATES
+
+        wait_for(done, 30.0, 0.02, f"job {job_id}", proc)
+        row = conn.execute(
+            "SELECT state, started_at, created_at FROM jobs WHERE id = %s", (job_id,)
+        ).fetchone()
+        assert row is not None
+        state, started, created = row
+        if state != "completed":
+            raise RuntimeError(f"latency job {job_id} ended {state}")
+        return PgPickup(
+            float(started) - db_commit,
+            float(started) - float(created),
+            float(stamp.read_text()) - local_commit,
+        )
+
+    wait_for(
+        lambda: scalar(conn, "SELECT count(*) FROM workers") > 0,
+        30.0,
+        0.02,
+        "the worker to register",
+        proc,
+    )
+    one(0.5)  # warm-up: the first job also creates the logs directory
+    samples = [one(2.0) for _ in range(reps)]
+    claims = [ms(s.claim) for s in samples]
+    created = [ms(s.since_created) for s in samples]
+    commands = [ms(s.command) for s in samples]
+    n = len(samples)
+    tail = "p95" if n >= 20 else f"max of {n}" if n < 10 else "p95 (nearest rank)"
+
+    time.sleep(1.0)
+    backends = schema.backend_pids(conn, "cli")
+    before = CpuSample.take(proc.pid)
+    try:
+        server_before: dict[int, int] | None = {pid: cpu_ticks(pid) for pid in backends}
+    except OSError:
+        server_before = None
+    time.sleep(cpu_window)
+    idle = cpu_percent(before, CpuSample.take(proc.pid))
+    server_percent: float | None = None
+    if server_before is not None:
+        try:
+            used = sum(cpu_ticks(pid) - t for pid, t in server_before.items())
+            server_percent = round(100.0 * used / CLK_TCK / idle["window_s"], 3)
+        except OSError:
+            server_percent = None
+    idle["server_backends_percent"] = server_percent
+    idle["server_backends"] = len(backends)
+    return [
+        Figure(
+            "h1",
+            "PostgreSQL pickup to claim, 2 s idle, median",
+            median(claims),
+            "ms",
+            "<",
+            20.0,
+            {
+                "samples_ms": [round(x, 2) for x in claims],
+                "clock": "started_at - queuectl_now() read right after the enqueue's commit "
+                "(both the database clock)",
+            },
+        ),
+        Figure("h2", f"PostgreSQL pickup to claim, 2 s idle, {tail}", p95(claims), "ms"),
+        Figure(
+            "h3",
+            "PostgreSQL pickup to command running, 2 s idle, median",
+            median(commands),
+            "ms",
+            details={
+                "samples_ms": [round(x, 2) for x in commands],
+                "p95_ms": round(p95(commands), 2),
+                "clock": "the command's date +%s.%N - time.time() after the commit (host clock)",
+            },
+        ),
+        Figure(
+            "h4",
+            "started_at - created_at (enqueue transaction start), median",
+            median(created),
+            "ms",
+            details={
+                "samples_ms": [round(x, 2) for x in created],
+                "p95_ms": round(p95(created), 2),
+            },
+        ),
+        Figure(
+            "h5",
+            f"PostgreSQL idle CPU, worker + watchdog, {cpu_window:g} s",
+            idle.pop("percent"),
+            "% core",
+            "<",
+            2.0,
+            idle,
+        ),
+    ]
+
+
+# -- (i) claim rate on PostgreSQL: PostgresStore.claim vs a raw psycopg loop ----------------------
+
+# The equivalent of the store's claim, written directly: one statement in an autocommit
+# transaction (one round trip), tuple rows, nothing around it.
+RAW_CLAIM = """\
+UPDATE jobs AS j
+   SET state = 'running', worker_id = %s, runs = j.runs + 1,
+       started_at = queuectl_now(), finished_at = NULL, updated_at = queuectl_now(),
+       lease_expires_at = queuectl_now() + %s
+  FROM (SELECT seq FROM jobs
+         WHERE state IN ('pending', 'failed') AND next_attempt_at <= queuectl_now()
+         ORDER BY priority DESC, seq
+         LIMIT 1
+           FOR UPDATE SKIP LOCKED) AS next
+ WHERE j.seq = next.seq
+RETURNING j.*"""
+
+
+@dataclass
+class Claimer:
+    name: str
+    claim: Callable[[], object]
+    durations: list[float] = field(default_factory=list)
+    rounds: list[float] = field(default_factory=list)  # claims/s of each block
+
+    def block(self, count: int) -> None:
+        spent = 0.0
+        for _ in range(count):
+            start = time.perf_counter()
+            got = self.claim()
+            took = time.perf_counter() - start
+            if got is None:
+                raise RuntimeError(f"{self.name}: the queue ran dry during the claim benchmark")
+            self.durations.append(took)
+            spent += took
+        self.rounds.append(count / spent)
+
+    @property
+    def rate(self) -> float:
+        return len(self.durations) / sum(self.durations)
+
+    def info(self) -> dict[str, Any]:
+        return {
+            "claims_timed": len(self.durations),
+            "median_us": round(1e6 * median(self.durations), 1),
+            "p95_us": round(1e6 * p95(self.durations), 1),
+            "per_block_claims_per_s": [round(x) for x in self.rounds],
+        }
+
+
+def bench_pg_claims(
+    sb: Sandbox, base: str, waiting: int, claims: int, block: int, budget: float
+) -> list[Figure]:
+    from queuectl.storage.postgres import PostgresStore
+
+    progress(
+        f"(i) PostgreSQL claim rate: {claims:,} claims each with {waiting:,} waiting, "
+        f"PostgresStore.claim vs raw psycopg, alternating blocks of {block}"
+    )
+    with pg_schema(base, "i") as schema:
+        url = schema.url("bench")
+        PostgresStore(url, require_schema=False).migrate_and_close()
+        filler = PostgresStore(url, require_schema=True)
+        single = PostgresStore(url, require_schema=True)  # as the CLI opens it
+        pooled = PostgresStore(url, pooled=True, require_schema=True)  # as a worker does
+        raw = pg_connect(url)
+        try:
+            for first in range(0, waiting, 5_000):
+                filler.enqueue(new_jobs(min(5_000, waiting - first)))
+            raw.execute("VACUUM ANALYZE jobs")
+            claimers = [
+                Claimer("store", lambda: single.claim("bench-store", (), 30.0)),
+                Claimer("raw", lambda: raw.execute(RAW_CLAIM, ("bench-raw", 30.0)).fetchone()),
+                Claimer("pooled", lambda: pooled.claim("bench-pooled", (), 30.0)),
+            ]
+            for c in claimers:  # warm-up (psycopg prepares statements after 5 runs), discarded
+                c.block(20)
+                c.durations.clear()
+                c.rounds.clear()
+                filler.enqueue(new_jobs(20))
+            deadline = time.monotonic() + budget
+            r = 0
+            while any(len(c.durations) < claims for c in claimers):
+                if time.monotonic() > deadline:
+                    progress(f"    time budget of {budget:g} s ran out: fewer claims timed")
+                    break
+                # Alternate, rotating the order, so noise and table growth hit every loop.
+                for c in claimers[r % 3 :] + claimers[: r % 3]:
+                    n = min(block, claims - len(c.durations))
+                    if n > 0:
+                        c.block(n)
+                        filler.enqueue(new_jobs(n))  # untimed: keep the queue at its size
+                r += 1
+            left = int(scalar(raw, "SELECT count(*) FROM jobs WHERE state = 'pending'"))
+        finally:
+            raw.close()
+            pooled.close()
+            single.close()
+            filler.close()
+    store, rawc, pool = claimers
+    return [
+        Figure(
+            "i1",
+            f"PostgresStore.claim, {waiting:,} waiting",
+            store.rate,
+            "claims/s",
+            details={**store.info(), "pending_at_end": left},
+        ),
+        Figure(
+            "i2",
+            "raw psycopg claim loop (autocommit UPDATE ... SKIP LOCKED)",
+            rawc.rate,
+            "claims/s",
+            details=rawc.info(),
+        ),
+        Figure(
+            "i3",
+            "PostgresStore.claim / raw loop",
+            100.0 * store.rate / rawc.rate,
+            "%",
+            ">=",
+            60.0,
+            {
+                "per_block_percent": [
+                    round(100.0 * a / b, 1) for a, b in zip(store.rounds, rawc.rounds, strict=False)
+                ]
+            },
+        ),
+        Figure(
+            "i4",
+            "PostgresStore.claim, pooled (as a worker opens it)",
+            pool.rate,
+            "claims/s",
+            details=pool.info(),
+        ),
+        Figure("i5", "pooled PostgresStore.claim / raw loop", 100.0 * pool.rate / rawc.rate, "%"),
+    ]
+
+
 # -- main -----------------------------------------------------------------------------------------
 
 
@@ -794,7 +1351,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, no 60 s idle case")
     parser.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     parser.add_argument(
-        "--only", default=SECTIONS, help="sections to run, e.g. 'ace' (default: abcdef)"
+        "--only", default=SECTIONS, help=f"sections to run, e.g. 'ace' (default: {SECTIONS})"
     )
     parser.add_argument("--startup-reps", type=int, default=20, help="(a) runs of each command")
     parser.add_argument("--batch-jobs", type=int, help="(b) jobs per batch (100000; quick 20000)")
@@ -816,6 +1373,22 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--claim-budget", type=float, help="(e) max seconds of claiming (30; quick 20)"
     )
     parser.add_argument("--status-reps", type=int, default=5, help="(f) runs of queuectl status")
+    parser.add_argument(
+        "--pg-url",
+        default=os.environ.get("QUEUECTL_BENCH_PG", DEFAULT_PG_URL),
+        help="(g-i) PostgreSQL database the run makes its fresh schemas in "
+        f"($QUEUECTL_BENCH_PG; default {DEFAULT_PG_URL})",
+    )
+    parser.add_argument(
+        "--pg-waiting", type=int, default=10_000, help="(i) jobs waiting during the claims"
+    )
+    parser.add_argument(
+        "--pg-claims", type=int, help="(i) claims timed per loop (2000; quick 1000)"
+    )
+    parser.add_argument("--pg-claim-block", type=int, default=100, help="(i) claims per block")
+    parser.add_argument(
+        "--pg-claim-budget", type=float, default=60.0, help="(i) max seconds of claiming"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     parser.add_argument("--fail-on-miss", action="store_true", help="exit 1 if a target is missed")
     args = parser.parse_args(argv)
@@ -826,6 +1399,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "long_idle": 0.0 if quick else 60.0,
         "big_jobs": 200_000 if quick else 1_000_000,
         "claim_budget": 20.0 if quick else 30.0,
+        "pg_claims": 1000 if quick else 2000,
     }
     for name, value in defaults.items():
         if getattr(args, name) is None:
@@ -833,7 +1407,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     unknown = set(args.only) - set(SECTIONS)
     if unknown:
         parser.error(
-            f"--only: unknown section(s) {''.join(sorted(unknown))}; use letters of abcdef"
+            f"--only: unknown section(s) {''.join(sorted(unknown))}; use letters of {SECTIONS}"
         )
     return args
 
@@ -877,6 +1451,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 progress(f"({letters}) failed: {errors[letters]}")
 
         big_db: list[Path] = []
+        skipped: dict[str, str] = {}
+        pg_info: dict[str, Any] = {}
 
         def claims() -> list[Figure]:
             found, db = bench_claims(
@@ -902,6 +1478,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             section("e", claims)
         if "f" in args.only and big_db:
             section("f", lambda: bench_status(sb, big_db[0], args.big_jobs, args.status_reps))
+        wanted_pg = [s for s in PG_SECTIONS if s in args.only]
+        problem = pg_problem(args.pg_url) if wanted_pg else None
+        if problem is not None:
+            progress(f"{problem}: skipping section(s) {', '.join(wanted_pg)}")
+            skipped.update({s: problem for s in wanted_pg})
+        elif wanted_pg:
+            try:
+                pg_info.update(pg_server(args.pg_url))
+            except Exception as exc:  # only informative: the sections say what breaks
+                pg_info.update(url=redact_url(args.pg_url), error=f"{exc}")
+            progress(f"PostgreSQL {pg_info.get('server_version')} at {pg_info['url']}")
+            if "g" in args.only:
+                section(
+                    "g",
+                    lambda: bench_pg_throughput(
+                        sb, args.pg_url, args.throughput_jobs, args.throughput_reps
+                    ),
+                )
+                figures.extend(compare_backends(figures))
+            if "h" in args.only:
+                section(
+                    "h",
+                    lambda: bench_pg_latency(sb, args.pg_url, args.latency_reps, args.cpu_window),
+                )
+            if "i" in args.only:
+                section(
+                    "i",
+                    lambda: bench_pg_claims(
+                        sb,
+                        args.pg_url,
+                        args.pg_waiting,
+                        args.pg_claims,
+                        args.pg_claim_block,
+                        args.pg_claim_budget,
+                    ),
+                )
         if args.keep:
             keep = Path(tempfile.mkdtemp(prefix="queuectl-bench-kept-"))
             for item in Path(tmp).iterdir():
@@ -913,6 +1525,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "python": PYTHON,
         "python_version": platform.python_version(),
         "sqlite_version": sqlite3.sqlite_version,
+        "postgres": pg_info or None,
         "queuectl": QUEUECTL,
         "git": git_state(),
         "cpus": os.cpu_count(),
@@ -935,21 +1548,26 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "big_jobs",
                 "claims",
                 "status_reps",
+                "pg_waiting",
+                "pg_claims",
+                "pg_claim_block",
             )
         },
         "figures": {f.key: f.to_dict() for f in figures},
         "targets_missed": [f.key for f in missed],
         "errors": errors,
+        "skipped": skipped,
         "all_passed": not missed and not errors,
     }
     if args.json:
         sys.stdout.write(json.dumps(report, indent=2) + "\n")
     else:
-        sys.stdout.write(render_table(figures) + "\n")
+        sys.stdout.write(render_table(figures, skipped) + "\n")
         sys.stdout.write(
             f"\n{len(figures)} figures in {report['duration_s']} s; targets missed: "
             f"{', '.join(f.key for f in missed) or 'none'}; "
-            f"sections that failed: {', '.join(errors) or 'none'}; load average "
+            f"sections that failed: {', '.join(errors) or 'none'}; "
+            f"skipped: {', '.join(skipped) or 'none'}; load average "
             f"{load_before[0]:.2f} before, {os.getloadavg()[0]:.2f} after\n"
         )
     if errors:
