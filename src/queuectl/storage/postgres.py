@@ -208,16 +208,26 @@ class PostgresStore(Store):
     # -- connections ------------------------------------------------------------------------
 
     @contextmanager
-    def _tx(self) -> Iterator[psycopg.Connection[Any]]:
-        """One transaction; driver errors become StorageError subclasses."""
+    def _tx(self, *, one_statement: bool = False) -> Iterator[psycopg.Connection[Any]]:
+        """One transaction; driver errors become StorageError subclasses.
+
+        `one_statement`: the block runs a single statement, which on an autocommit
+        connection is a transaction by itself; skipping BEGIN and COMMIT saves two
+        of its three round trips (measured: a third of a claim's time). The test
+        clock needs a real transaction for its setting.
+        """
         try:
-            with self._source.connection() as conn, conn.transaction():
-                if self._test_clock is not None:
-                    conn.execute(
-                        "SELECT set_config('queuectl.fake_now', %s, true)",
-                        (repr(self._test_clock()),),
-                    )
-                yield conn
+            with self._source.connection() as conn:
+                if one_statement and self._test_clock is None:
+                    yield conn
+                    return
+                with conn.transaction():
+                    if self._test_clock is not None:
+                        conn.execute(
+                            "SELECT set_config('queuectl.fake_now', %s, true)",
+                            (repr(self._test_clock()),),
+                        )
+                    yield conn
         except StorageError:
             raise
         except pg_errors.UndefinedTable as exc:
@@ -403,13 +413,13 @@ class PostgresStore(Store):
         return [new_job_row(j, float(row["t"])) for j in jobs]
 
     def _get_many(self, ids: Sequence[str]) -> list[Job]:
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             rows = conn.execute("SELECT * FROM jobs WHERE id = ANY(%s)", (list(ids),)).fetchall()
         return [Job.from_row(r) for r in rows]
 
     def claim(self, worker_id: str, queues: Sequence[str], lease_seconds: float) -> Job | None:
         params = {"worker_id": worker_id, "lease_seconds": lease_seconds, "queues": list(queues)}
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             row = conn.execute(
                 Q["claim_job_in_queues" if queues else "claim_job"], params
             ).fetchone()
@@ -417,7 +427,7 @@ class PostgresStore(Store):
 
     def complete(self, job_id: str, run: int, worker_id: str, exit_code: int) -> bool:
         params = {"id": job_id, "run": run, "worker_id": worker_id, "exit_code": exit_code}
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             return conn.execute(Q["complete_job"], params).rowcount == 1
 
     def fail(
@@ -458,7 +468,7 @@ class PostgresStore(Store):
         return ok
 
     def get_job(self, job_id: str) -> Job:
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             row = conn.execute(Q["get_job"], {"id": job_id}).fetchone()
         if row is None:
             raise JobNotFound(f"no job with id {job_id!r}")
@@ -478,7 +488,7 @@ class PostgresStore(Store):
         return [Job.from_row(r) for r in rows]
 
     def count_by_state(self) -> dict[JobState, int]:
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             rows = conn.execute(Q["count_by_state"]).fetchall()
         return {JobState(r["state"]): int(r["n"]) for r in rows}
 
@@ -495,7 +505,7 @@ class PostgresStore(Store):
         return Job.from_row(row)
 
     def cancel(self, job_id: str) -> Job:
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             row = conn.execute(Q["cancel_job"], {"id": job_id}).fetchone()
         if row is None:
             job = self.get_job(job_id)
@@ -505,7 +515,7 @@ class PostgresStore(Store):
         return Job.from_row(row)
 
     def next_due_at(self, queues: Sequence[str]) -> float | None:
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             row = conn.execute(Q["next_due_at"], {"queues": list(queues) or None}).fetchone()
         value = None if row is None else next(iter(row.values()))
         return None if value is None else float(value)
@@ -528,11 +538,11 @@ class PostgresStore(Store):
     # -- workers and leases -----------------------------------------------------------------
 
     def register_worker(self, worker: WorkerInfo) -> None:
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             conn.execute(Q["register_worker"], _worker_params(worker))
 
     def deregister_worker(self, worker_id: str) -> None:
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             conn.execute(Q["deregister_worker"], {"id": worker_id})
 
     def heartbeat(
@@ -592,12 +602,12 @@ class PostgresStore(Store):
     # -- settings ------------------------------------------------------------------------------
 
     def get_config(self) -> dict[str, str]:
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             rows = conn.execute(Q["get_config"]).fetchall()
         return {r["key"]: r["value"] for r in rows}
 
     def set_config(self, key: str, value: str) -> None:
-        with self._tx() as conn:
+        with self._tx(one_statement=True) as conn:
             conn.execute(Q["set_config"], {"key": key, "value": value})
 
 
