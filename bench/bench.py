@@ -195,6 +195,9 @@ class Sandbox:
 
     def env(self, db: Path | str) -> dict[str, str]:
         env = dict(os.environ)
+        # As on a user's machine, Python caches queuectl's bytecode (some shells and
+        # tools export PYTHONDONTWRITEBYTECODE=1, which makes every run recompile it).
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
         env["XDG_DATA_HOME"] = str(self.xdg)
         env["QUEUECTL_DB"] = str(db)
         return env
