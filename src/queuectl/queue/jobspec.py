@@ -12,7 +12,7 @@ import time
 
 from queuectl.errors import InvalidInput
 from queuectl.models import NewJob
-from queuectl.queue.settings import Settings
+from queuectl.queue.settings import MAX_RETRIES_LIMIT, Settings
 from queuectl.timeutil import check_instant, parse_duration, parse_instant
 
 TYPE_CHECKING = False  # importing `typing` costs start-up time
@@ -71,7 +71,7 @@ def build_job(
             f"starting with a letter or digit; got {job_id!r}"
         )
 
-    max_retries = _int_field(spec, "max_retries", settings.max_retries, 0, 1_000_000, where)
+    max_retries = _int_field(spec, "max_retries", settings.max_retries, 0, MAX_RETRIES_LIMIT, where)
     priority = _int_field(spec, "priority", 0, -MAX_PRIORITY, MAX_PRIORITY, where)
 
     queue = spec.get("queue", "default")

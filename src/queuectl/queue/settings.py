@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 #: taken over at most `lease_timeout + heartbeat_interval` seconds after its last
 #: heartbeat (about 18 s), well under SPEC's 60 s.
 DEFAULT_MAX_RETRIES = 3
+MAX_RETRIES_LIMIT = 1_000_000  # for a job's own value and the default alike
 DEFAULT_BACKOFF_BASE = 2.0
 DEFAULT_BACKOFF_MAX = 3600.0  # seconds
 DEFAULT_LEASE_TIMEOUT = 15.0  # seconds
@@ -45,13 +46,13 @@ class Settings(Record):
         return self.fields()
 
 
-def _non_negative_int(text: str) -> int:
+def _retry_count(text: str) -> int:
     try:
         value = int(text.strip())
     except ValueError:
         raise ValueError("expected a whole number") from None
-    if value < 0:
-        raise ValueError("must be 0 or more")
+    if not 0 <= value <= MAX_RETRIES_LIMIT:
+        raise ValueError(f"must be between 0 and {MAX_RETRIES_LIMIT}")
     return value
 
 
@@ -91,7 +92,7 @@ def _optional_seconds(text: str) -> float | None:
 
 #: Every key `config set` accepts, with its parser.
 KEYS: dict[str, Callable[[str], Any]] = {
-    "max_retries": _non_negative_int,
+    "max_retries": _retry_count,
     "backoff_base": _float_at_least(1.0),
     "backoff_max": _seconds(0.001),
     "job_timeout": _optional_seconds,

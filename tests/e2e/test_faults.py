@@ -1,0 +1,392 @@
+"""End-to-end fault scenarios on SQLite: the real `queuectl` command under crashes,
+read-only and full storage, misbehaving jobs and long runs.
+
+Everything is driven through the installed command in subprocesses; waits poll
+with deadlines (`wait_for`), and every process started here is killed afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import random
+import shlex
+import signal
+import sqlite3
+import subprocess
+import time
+from collections.abc import Iterator
+from functools import partial
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import Queuectl, WorkerProcess
+from tests.e2e.conftest import ProcessGroups, assert_error, lines
+from tests.helpers import wait_for
+
+
+@pytest.fixture
+def sq(tmp_path: Path) -> Iterator[Queuectl]:
+    """The real `queuectl` on a private SQLite queue (no PostgreSQL), with fast leases."""
+    q = Queuectl(tmp_path)
+    try:
+        q.run("config", "set", "heartbeat_interval", "0.5")
+        q.run("config", "set", "lease_timeout", "3")
+        yield q
+    finally:
+        q.cleanup()
+
+
+def qp(path: Path) -> str:
+    """A path quoted for a job's shell command."""
+    return shlex.quote(str(path))
+
+
+def spawn_worker(q: Queuectl, *args: str, name: str) -> WorkerProcess:
+    """Start `queuectl worker start ARGS` without waiting (it may die at once by design);
+    registered with the fixture so that cleanup kills it."""
+    out = q.root / f"{name}.out"
+    err = q.root / f"{name}.err"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen(
+            [q.exe, "worker", "start", *args],
+            stdout=o,
+            stderr=e,
+            stdin=subprocess.DEVNULL,
+            env=q.env,
+            cwd=q.root,
+        )
+    worker = WorkerProcess(proc, out, err)
+    q.workers.append(worker)
+    return worker
+
+
+def stop(worker: WorkerProcess) -> None:
+    """Stop a worker gracefully (SIGTERM) and check it exits 0."""
+    worker.signal(signal.SIGTERM)
+    assert worker.wait(timeout=30) == 0, worker.stderr()
+
+
+def integrity(db: Path) -> str:
+    """`PRAGMA integrity_check` over a read-only connection."""
+    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
+    try:
+        row = conn.execute("PRAGMA integrity_check").fetchone()
+    finally:
+        conn.close()
+    return str(row[0])
+
+
+def total_jobs(q: Queuectl) -> int:
+    return sum(q.counts().values())
+
+
+# -- 1. kill -9 during a batch enqueue --------------------------------------------------
+
+
+BATCH = 50_000
+
+
+@pytest.mark.parametrize("moment", ["wal-grows", "random", "late"])
+def test_kill9_during_batch_enqueue_is_all_or_nothing(sq: Queuectl, moment: str) -> None:
+    before = {j["id"] for j in sq.json("list")}
+    batch = "".join(
+        json.dumps({"command": "true", "id": f"batch-{i}"}) + "\n" for i in range(BATCH)
+    ).encode()
+    wal = sq.db.with_name(sq.db.name + "-wal")
+    wal_before = wal.stat().st_size if wal.exists() else 0
+    proc = subprocess.Popen(
+        [sq.exe, "enqueue", "--file", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=sq.env,
+        cwd=sq.root,
+    )
+    try:
+        assert proc.stdin is not None
+        proc.stdin.write(batch)  # returns once the command has read (nearly) all of it
+        proc.stdin.close()
+        if moment == "wal-grows":
+            # Mid-write: the transaction has started spilling pages to the WAL.
+            wait_for(
+                lambda: (
+                    (wal.exists() and wal.stat().st_size > wal_before) or proc.poll() is not None
+                ),
+                timeout=30,
+                interval=0.001,
+                message="the enqueue to start writing",
+            )
+        else:
+            # A random-ish moment in the ~1 s the command takes after reading stdin
+            # (it starts writing at ~0.4 s and commits near the end); "late" aims
+            # around the commit.
+            low = 0.0 if moment == "random" else 0.6
+            delay = random.uniform(low, 1.1)
+            moment = f"{moment} {delay:.3f}s"
+            deadline = time.monotonic() + delay
+            wait_for(
+                lambda: time.monotonic() >= deadline or proc.poll() is not None,
+                timeout=5,
+                interval=0.005,
+                message="the chosen moment",
+            )
+        proc.kill()
+        proc.wait(timeout=10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    jobs = sq.json("list")
+    new = [j for j in jobs if j["id"] not in before]
+    assert len(new) in (0, BATCH), f"partial batch after kill -9 ({moment}): {len(new)} jobs"
+    if new:
+        assert {j["id"] for j in new} == {f"batch-{i}" for i in range(BATCH)}
+        assert {j["state"] for j in new} == {"pending"}
+    assert integrity(sq.db) == "ok"
+    # The queue still works after the crash.
+    job_id = sq.enqueue({"command": "true", "id": "after-crash"})
+    assert job_id == "after-crash"
+    assert total_jobs(sq) == len(before) + len(new) + 1
+
+
+# -- 2. read-only database ---------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def immutable(*paths: Path) -> Iterator[None]:
+    """Make files immutable with `chattr +i` (root ignores permission bits, not this);
+    skip the test where the filesystem or the user cannot."""
+    done: list[Path] = []
+    try:
+        for path in paths:
+            result = subprocess.run(
+                ["chattr", "+i", str(path)], capture_output=True, text=True, check=False
+            )
+            if result.returncode != 0:
+                pytest.skip(f"chattr +i unavailable here: {result.stderr.strip()}")
+            done.append(path)
+        yield
+    finally:
+        for path in done:
+            subprocess.run(["chattr", "-i", str(path)], check=True)
+
+
+def digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_enqueue_to_read_only_database_fails_cleanly(sq: Queuectl, tmp_path: Path) -> None:
+    sq.enqueue({"command": "true", "id": "existing"})
+    jobs_before = sq.json("list")
+    counts_before = sq.counts()
+    wal = sq.db.with_name(sq.db.name + "-wal")
+    assert not wal.exists(), "the last connection should have checkpointed the WAL"
+    file_before = digest(sq.db)
+    batch = tmp_path / "batch.jsonl"
+    batch.write_text("".join(json.dumps({"command": "true"}) + "\n" for _ in range(3)))
+
+    with immutable(sq.db):
+        message = assert_error(sq.run("enqueue", '{"command":"true"}', check=False), 1)
+        assert "read-only" in message, message
+        message = assert_error(sq.run("enqueue", "--file", str(batch), check=False), 1)
+        assert "read-only" in message, message
+        # Reading still works, and shows nothing changed.
+        assert sq.json("list") == jobs_before
+        assert sq.counts() == counts_before
+        assert digest(sq.db) == file_before
+
+    assert sq.json("list") == jobs_before
+    assert integrity(sq.db) == "ok"
+
+
+# -- 3. full disk for the job logs -------------------------------------------------------
+
+
+def test_full_log_disk_fails_that_job_and_the_queue_keeps_working(sq: Queuectl) -> None:
+    logs = sq.db.with_name(sq.db.stem + ".logs")
+    logs.mkdir(mode=0o700)
+    (logs / "noisy.log").symlink_to("/dev/full")
+    # The full one runs first (priority); the others must still complete afterwards.
+    sq.enqueue(
+        {"command": "echo this cannot be logged", "id": "noisy", "max_retries": 1, "priority": 9}
+    )
+    sq.enqueue({"command": "true", "id": "silent"})
+    sq.enqueue({"command": "echo logged fine", "id": "normal"})
+    worker = sq.start_worker()
+
+    failed = sq.wait_state("noisy", "dead")
+    assert "log" in failed["last_error"], failed
+    assert "No space left" in failed["last_error"], failed
+    assert failed["attempts"] == 1
+    sq.wait_state("silent", "completed")
+    sq.wait_state("normal", "completed")
+    assert "logged fine" in sq.run("logs", "normal").stdout
+    assert worker.proc.poll() is None, worker.stderr()
+    # And afterwards too.
+    later = sq.enqueue({"command": "echo later"})
+    sq.wait_state(later, "completed")
+    stop(worker)
+
+
+# -- 4. jobs that read stdin, leave children, fail in different ways ---------------------
+
+
+def test_job_stdin_background_children_and_failure_kinds(
+    sq: Queuectl, tmp_path: Path, process_groups: ProcessGroups
+) -> None:
+    pidfile = tmp_path / "pids"
+    sq.enqueue({"command": "cat", "id": "reads-stdin"})
+    sq.enqueue(
+        {
+            "command": f"sleep 30 & echo $$ $! > {qp(pidfile)}; echo done",
+            "id": "leaves-child",
+        }
+    )
+    sq.enqueue({"command": "exit 3", "id": "exit3", "max_retries": 1})
+    sq.enqueue({"command": "kill -9 $$", "id": "signalled", "max_retries": 1})
+    sq.enqueue({"command": "no-such-command-queuectl-test", "id": "missing", "max_retries": 1})
+    began = time.monotonic()
+    worker = sq.start_worker("--count", "2")
+
+    cat = sq.wait_state("reads-stdin", "completed", timeout=10)
+    assert cat["exit_code"] == 0
+    leaves = sq.wait_state("leaves-child", "completed", timeout=10)
+    assert time.monotonic() - began < 5 + 3, "a background child delayed the job"  # + start-up
+    started = leaves["started_at"]
+    finished = leaves["finished_at"]
+    assert started and finished
+    assert "done" in sq.run("logs", "leaves-child").stdout
+    shell_pid, sleep_pid = (int(x) for x in lines(pidfile)[0].split())
+    # The job's whole process group (the shell led it; `sleep 30` was in it) is gone.
+    wait_for(lambda: process_groups.gone(shell_pid), timeout=5, message="the job's group to go")
+    assert not Path(f"/proc/{sleep_pid}").exists() or _state(sleep_pid) == "Z"
+
+    exit3 = sq.wait_state("exit3", "dead")
+    signalled = sq.wait_state("signalled", "dead")
+    missing = sq.wait_state("missing", "dead")
+    assert exit3["exit_code"] == 3
+    assert exit3["last_error"] == "exit code 3"
+    assert signalled["exit_code"] != 0 and signalled["exit_code"] != 3
+    assert "SIGKILL" in signalled["last_error"], signalled
+    assert missing["exit_code"] == 127
+    assert "not found" in missing["last_error"], missing
+    errors = {exit3["last_error"], signalled["last_error"], missing["last_error"]}
+    assert len(errors) == 3, errors
+    stop(worker)
+
+
+def _state(pid: int) -> str:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except FileNotFoundError:
+        return "gone"
+    return stat.rpartition(")")[2].split()[0]
+
+
+# -- 5. many quick jobs: no zombies, no fd leak ------------------------------------------
+
+
+def children(pid: int) -> list[tuple[int, str]]:
+    """(pid, state) of every process whose parent is `pid`."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except (FileNotFoundError, ProcessLookupError):
+            continue
+        fields = stat.rpartition(")")[2].split()
+        if int(fields[1]) == pid:
+            found.append((int(entry.name), fields[0]))
+    return found
+
+
+def fd_count(pid: int) -> int:
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def test_thousand_quick_jobs_leave_no_zombies_and_leak_no_fds(sq: Queuectl) -> None:
+    worker = sq.start_worker("--count", "4", "--quiet")
+    first = "".join(json.dumps({"command": "true"}) + "\n" for _ in range(10))
+    sq.run("enqueue", "--file", "-", input=first)
+    wait_for(lambda: sq.counts()["completed"] == 10, timeout=20, interval=0.1, message="10 jobs")
+    # Settle: the worker is idle; sample its descriptors.
+    baseline = fd_count(worker.pid)
+
+    rest = "".join(json.dumps({"command": "true"}) + "\n" for _ in range(990))
+    sq.run("enqueue", "--file", "-", input=rest)
+    wait_for(
+        lambda: sq.counts()["completed"] == 1000,
+        timeout=60,
+        interval=0.2,
+        message="1000 jobs completed",
+    )
+    assert sum(sq.counts().values()) == 1000
+    wait_for(
+        lambda: not [c for c in children(worker.pid) if c[1] == "Z"],
+        timeout=3,
+        message=f"no zombie children of the worker: {children(worker.pid)}",
+    )
+    # Transient descriptors (a job just reaped) may still be closing: poll, don't sample once.
+    counts: list[int] = []
+
+    def same() -> bool:
+        counts.append(fd_count(worker.pid))
+        return counts[-1] == baseline
+
+    wait_for(same, timeout=3, interval=0.1, message=f"fd count back to {baseline}: {counts[-5:]}")
+    assert worker.proc.poll() is None
+    stop(worker)
+
+
+# -- 6. a job that kills its own worker ---------------------------------------------------
+
+
+def _died_or_dead(q: Queuectl, worker: WorkerProcess) -> bool:
+    return worker.proc.poll() is not None or q.state("killer") == "dead"
+
+
+def test_job_killing_its_worker_ends_dead_while_others_complete(sq: Queuectl) -> None:
+    max_retries = int(sq.run("config", "get", "max_retries").stdout.strip())
+    assert max_retries == 3
+    sq.enqueue({"command": "kill -9 $PPID; sleep 5", "id": "killer", "priority": 5})
+    batch = "".join(json.dumps({"command": "true"}) + "\n" for _ in range(100))
+    others = sq.run("enqueue", "--file", "-", input=batch).stdout.split()
+    assert len(others) == 100
+
+    deaths = 0
+    survivor: WorkerProcess | None = None
+    for round_ in range(max_retries + 2):
+        worker = spawn_worker(sq, "--count", "2", "--quiet", name=f"w{round_}")
+        wait_for(
+            partial(_died_or_dead, sq, worker),
+            timeout=30,
+            interval=0.1,
+            message="the worker to die or the killer job to be dead",
+        )
+        if worker.proc.poll() is None:
+            survivor = worker
+            break
+        assert worker.proc.returncode == -signal.SIGKILL, worker.stderr()
+        deaths += 1
+    assert survivor is not None, f"the job killed {deaths} workers and never went to the DLQ"
+    assert deaths == max_retries, f"{deaths} workers killed, expected {max_retries}"
+
+    killer = sq.job("killer")
+    assert killer["state"] == "dead"
+    assert "worker lost" in killer["last_error"], killer
+    assert [j["id"] for j in sq.json("dlq", "list")] == ["killer"]
+    wait_for(
+        lambda: sq.counts()["completed"] == 100,
+        timeout=60,
+        interval=0.2,
+        message="the 100 other jobs completed",
+    )
+    assert {j["state"] for j in sq.json("list") if j["id"] in set(others)} == {"completed"}
+    stop(survivor)
