@@ -459,17 +459,40 @@ def test_postgres_store_follows_the_model(pg_url: str) -> None:
 
 
 def test_the_model_notices_a_wrong_store(tmp_path: Path) -> None:
-    """The machine is not vacuous: a store that ignores fencing is caught."""
+    """The machine is not vacuous: a store that records wrong attempts is caught."""
 
-    class Unfenced(SQLiteStore):
-        def release(self, job_id: str, run: int, worker_id: str, reason: str) -> bool:
-            job = self.get_job(job_id)
-            return super().release(job_id, job.runs, job.worker_id or worker_id, reason)
+    class MiscountsFailures(SQLiteStore):
+        """Records one attempt too many for every failed run."""
+
+        def fail(
+            self,
+            job_id: str,
+            run: int,
+            worker_id: str,
+            *,
+            attempts: int,
+            dead: bool,
+            retry_in: float,
+            exit_code: int | None,
+            error: str,
+        ) -> bool:
+            return super().fail(
+                job_id,
+                run,
+                worker_id,
+                attempts=attempts + 1,
+                dead=dead,
+                retry_in=retry_in,
+                exit_code=exit_code,
+                error=error,
+            )
 
     counter = itertools.count()
 
     def opener(clock: FakeClock) -> Store:
-        return Unfenced(tmp_path / f"bad-{next(counter)}.db", clock=clock, durable=False)
+        return MiscountsFailures(tmp_path / f"bad-{next(counter)}.db", clock=clock, durable=False)
 
+    # Every accepted failure exposes this bug, so any reasonable run of the machine
+    # catches it (unlike a fencing bug, which needs a stale run to be replayed).
     with pytest.raises((AssertionError, ExceptionGroup)):
-        run_machine(opener, examples=200, steps=30)
+        run_machine(opener, examples=100, steps=30)
