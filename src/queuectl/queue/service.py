@@ -10,7 +10,7 @@ import builtins
 import json
 import time
 
-from queuectl.errors import InvalidInput, QueuectlError
+from queuectl.errors import InvalidInput
 from queuectl.models import Job, JobState, WorkerInfo
 from queuectl.queue import settings as settings_mod
 from queuectl.queue.jobspec import ID_PATTERN, QUEUE_PATTERN, build_jobs, parse_json_object
@@ -210,4 +210,4 @@ def parse_state(text: str) -> JobState:
         ) from None
 
 
-__all__ = ["QueueService", "QueuectlError", "Status", "parse_state"]
+__all__ = ["QueueService", "Status", "parse_state"]
