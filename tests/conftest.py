@@ -186,8 +186,9 @@ class Queuectl:
         result: dict[str, int] = self.json("status")["jobs"]
         return result
 
-    def start_worker(self, *args: str, name: str | None = None) -> WorkerProcess:
-        """Start `queuectl worker start ARGS` in the background and wait until it is registered."""
+    def start_worker(self, *args: str, name: str | None = None, wait: bool = True) -> WorkerProcess:
+        """Start `queuectl worker start ARGS` in the background; with `wait`, until it has
+        registered (without, for workers that may die at once by design)."""
         index = len(self.workers)
         out = self.root / f"{name or f'worker{index}'}.out"
         err = self.root / f"{name or f'worker{index}'}.err"
@@ -202,6 +203,8 @@ class Queuectl:
             )
         worker = WorkerProcess(proc, out, err)
         self.workers.append(worker)
+        if not wait:
+            return worker
         wait_for(
             lambda: "started:" in worker.stderr() or proc.poll() is not None,
             timeout=20,

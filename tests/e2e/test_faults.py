@@ -45,25 +45,6 @@ def qp(path: Path) -> str:
     return shlex.quote(str(path))
 
 
-def spawn_worker(q: Queuectl, *args: str, name: str) -> WorkerProcess:
-    """Start `queuectl worker start ARGS` without waiting (it may die at once by design);
-    registered with the fixture so that cleanup kills it."""
-    out = q.root / f"{name}.out"
-    err = q.root / f"{name}.err"
-    with open(out, "wb") as o, open(err, "wb") as e:
-        proc = subprocess.Popen(
-            [q.exe, "worker", "start", *args],
-            stdout=o,
-            stderr=e,
-            stdin=subprocess.DEVNULL,
-            env=q.env,
-            cwd=q.root,
-        )
-    worker = WorkerProcess(proc, out, err)
-    q.workers.append(worker)
-    return worker
-
-
 def stop(worker: WorkerProcess) -> None:
     """Stop a worker gracefully (SIGTERM) and check it exits 0."""
     worker.signal(signal.SIGTERM)
@@ -365,7 +346,7 @@ def test_job_killing_its_worker_ends_dead_while_others_complete(sq: Queuectl) ->
     for round_ in range(max_retries + 2):
         # One slot: a job running beside the killer would be cut short with it and
         # counted as lost too (see docs/DECISIONS.md, "bystanders").
-        worker = spawn_worker(sq, "--count", "1", "--quiet", name=f"w{round_}")
+        worker = sq.start_worker("--count", "1", "--quiet", name=f"w{round_}", wait=False)
         wait_for(
             partial(_died_or_dead, sq, worker),
             timeout=30,
