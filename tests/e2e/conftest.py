@@ -9,6 +9,8 @@ from __future__ import annotations
 import ctypes
 import os
 import re
+import shlex
+import signal
 import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -16,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import Queuectl
+from tests.conftest import Queuectl, WorkerProcess
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
@@ -111,3 +113,25 @@ def assert_error(result: subprocess.CompletedProcess[str], code: int) -> str:
     )
     assert message.strip(), "the error line is empty"
     return message.strip()
+
+
+def quote_path(path: Path) -> str:
+    """A path quoted for a job's shell command."""
+    return shlex.quote(str(path))
+
+
+def stop_worker(worker: WorkerProcess, sig: int = signal.SIGTERM) -> None:
+    """Stop a worker gracefully and check it exits 0."""
+    worker.signal(sig)
+    assert worker.wait(timeout=30) == 0, worker.stderr()
+
+
+@pytest.fixture
+def sq(tmp_path: Path) -> Iterator[Queuectl]:
+    """The real `queuectl` on a private SQLite queue (no PostgreSQL), with fast leases."""
+    q = Queuectl(tmp_path)
+    try:
+        q.use_fast_leases()
+        yield q
+    finally:
+        q.cleanup()

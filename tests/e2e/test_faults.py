@@ -12,7 +12,6 @@ import hashlib
 import json
 import os
 import random
-import shlex
 import signal
 import sqlite3
 import subprocess
@@ -25,30 +24,9 @@ import pytest
 
 from tests.conftest import Queuectl, WorkerProcess
 from tests.e2e.conftest import ProcessGroups, assert_error, lines
+from tests.e2e.conftest import quote_path as qp
+from tests.e2e.conftest import stop_worker as stop
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def sq(tmp_path: Path) -> Iterator[Queuectl]:
-    """The real `queuectl` on a private SQLite queue (no PostgreSQL), with fast leases."""
-    q = Queuectl(tmp_path)
-    try:
-        q.run("config", "set", "heartbeat_interval", "0.5")
-        q.run("config", "set", "lease_timeout", "3")
-        yield q
-    finally:
-        q.cleanup()
-
-
-def qp(path: Path) -> str:
-    """A path quoted for a job's shell command."""
-    return shlex.quote(str(path))
-
-
-def stop(worker: WorkerProcess) -> None:
-    """Stop a worker gracefully (SIGTERM) and check it exits 0."""
-    worker.signal(signal.SIGTERM)
-    assert worker.wait(timeout=30) == 0, worker.stderr()
 
 
 def integrity(db: Path) -> str:

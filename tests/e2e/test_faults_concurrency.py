@@ -11,37 +11,17 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import shlex
 import signal
 import subprocess
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from tests.conftest import Queuectl, WorkerProcess
 from tests.e2e.conftest import lines
+from tests.e2e.conftest import quote_path as qp
 from tests.helpers import wait_for
-
-
-@pytest.fixture
-def sq(tmp_path: Path) -> Iterator[Queuectl]:
-    """The real `queuectl` on a private SQLite queue (no PostgreSQL), with fast leases."""
-    q = Queuectl(tmp_path)
-    try:
-        q.run("config", "set", "heartbeat_interval", "0.5")
-        q.run("config", "set", "lease_timeout", "3")
-        yield q
-    finally:
-        q.cleanup()
-
-
-def qp(path: Path) -> str:
-    """A path quoted for a job's shell command."""
-    return shlex.quote(str(path))
 
 
 def bad_output(text: str) -> bool:

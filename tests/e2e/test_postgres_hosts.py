@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import json
 import re
-import shlex
 import signal
 import subprocess
 import time
@@ -30,17 +29,13 @@ import pytest
 
 from tests.conftest import Queuectl, WorkerProcess
 from tests.e2e.conftest import assert_error, epoch, lines
+from tests.e2e.conftest import quote_path as q
 from tests.helpers import wait_for
 from tests.pg import PG_URL, fresh_schema
 
 FOUR_HOSTS = ("host-a", "host-b", "host-c", "host-d")
 LEASE_TIMEOUT = 3.0
 HEARTBEAT_INTERVAL = 0.5
-
-
-def q(path: Path) -> str:
-    """A path quoted for a job's shell command."""
-    return shlex.quote(str(path))
 
 
 def gate_command(gate: Path, then: str) -> str:

@@ -21,12 +21,9 @@ import pytest
 
 from tests.conftest import Queuectl, WorkerProcess
 from tests.e2e.conftest import ProcessGroups, epoch, lines, popen_queuectl
+from tests.e2e.conftest import quote_path as q
+from tests.e2e.conftest import stop_worker as stop
 from tests.helpers import wait_for
-
-
-def q(path: Path) -> str:
-    """A path quoted for a job's shell command."""
-    return shlex.quote(str(path))
 
 
 def gate_command(gate: Path, then: str) -> str:
@@ -34,12 +31,6 @@ def gate_command(gate: Path, then: str) -> str:
     return (
         f"i=0; while [ ! -e {q(gate)} ] && [ $i -lt 600 ]; do sleep 0.05; i=$((i+1)); done; {then}"
     )
-
-
-def stop(worker: WorkerProcess, sig: int = signal.SIGTERM) -> None:
-    """Stop a worker gracefully and check it exits 0."""
-    worker.signal(sig)
-    assert worker.wait(timeout=30) == 0, worker.stderr()
 
 
 def test_job_completes_and_its_output_is_shown_and_logged(qctl: Queuectl) -> None:

@@ -284,15 +284,9 @@ def test_foreign_database_with_a_clashing_table_is_a_clean_error(tmp_path: Path)
 
 @pytest.fixture
 def qctl(tmp_path: Path) -> Iterator[Queuectl]:
-    """tests/conftest.py's `qctl`, with its settings applied in an order that is accepted.
-
-    The shared fixture sets `lease_timeout 3` while the heartbeat is still at its
-    default (3 s), which `config set` rightly refuses (the lease must cover two
-    heartbeats); lowering the heartbeat first reaches the same settings.
-    """
+    """The real CLI on a private SQLite queue (these cases are about SQLite files)."""
     q = Queuectl(tmp_path)
-    q.run("config", "set", "heartbeat_interval", "0.5")
-    q.run("config", "set", "lease_timeout", "3")
+    q.use_fast_leases()
     try:
         yield q
     finally:

@@ -111,7 +111,7 @@ class Executor:
         self._selector = selectors.DefaultSelector()
         self._devnull = os.open(os.devnull, os.O_RDONLY)  # every job's stdin
         self._runs: dict[str, _Run] = {}
-        # Encoded once: Popen would re-encode the whole environment for every job.
+        # Encoded once, not for every job (posix_spawn wants bytes).
         self._base_env = {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._guard_lock = threading.Lock()  # the heartbeat thread writes lease lines too
