@@ -135,6 +135,8 @@ class Queuectl:
         self.env.pop("QUEUECTL_DEBUG", None)
         self.exe = queuectl_executable()
         self.workers: list[WorkerProcess] = []
+        #: Every command `run` made, for checks over all of them (exit codes, stderr).
+        self.calls: list[subprocess.CompletedProcess[str]] = []
 
     @property
     def db(self) -> Path:
@@ -168,6 +170,7 @@ class Queuectl:
             proc.stdout.decode(errors="replace"),
             proc.stderr.decode(errors="replace"),
         )
+        self.calls.append(result)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"queuectl {' '.join(args)} exited {result.returncode}: {result.stderr}"

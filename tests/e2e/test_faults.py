@@ -3,6 +3,8 @@ read-only and full storage, misbehaving jobs and long runs.
 
 Everything is driven through the installed command in subprocesses; waits poll
 with deadlines (`wait_for`), and every process started here is killed afterwards.
+Every scenario ends with `check_invariants` (tests/e2e/ledger.py); jobs that run
+record their runs in a ledger file.
 """
 
 from __future__ import annotations
@@ -13,12 +15,12 @@ import json
 import os
 import random
 import signal
-import sqlite3
 import subprocess
 import time
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,17 +28,8 @@ from tests.conftest import Queuectl, WorkerProcess
 from tests.e2e.conftest import ProcessGroups, assert_error, lines
 from tests.e2e.conftest import quote_path as qp
 from tests.e2e.conftest import stop_worker as stop
+from tests.e2e.ledger import Kills, Ledger, check_invariants, integrity
 from tests.helpers import wait_for
-
-
-def integrity(db: Path) -> str:
-    """`PRAGMA integrity_check` over a read-only connection."""
-    conn = sqlite3.connect(f"{db.as_uri()}?mode=ro", uri=True)
-    try:
-        row = conn.execute("PRAGMA integrity_check").fetchone()
-    finally:
-        conn.close()
-    return str(row[0])
 
 
 def total_jobs(q: Queuectl) -> int:
@@ -57,14 +50,16 @@ def test_kill9_during_batch_enqueue_is_all_or_nothing(sq: Queuectl, moment: str)
     ).encode()
     wal = sq.db.with_name(sq.db.name + "-wal")
     wal_before = wal.stat().st_size if wal.exists() else 0
-    proc = subprocess.Popen(
-        [sq.exe, "enqueue", "--file", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=sq.env,
-        cwd=sq.root,
-    )
+    out, err = sq.root / "enqueue.out", sq.root / "enqueue.err"
+    with open(out, "wb") as o, open(err, "wb") as e:
+        proc = subprocess.Popen(
+            [sq.exe, "enqueue", "--file", "-"],
+            stdin=subprocess.PIPE,
+            stdout=o,
+            stderr=e,
+            env=sq.env,
+            cwd=sq.root,
+        )
     try:
         assert proc.stdin is not None
         proc.stdin.write(batch)  # returns once the command has read (nearly) all of it
@@ -111,6 +106,10 @@ def test_kill9_during_batch_enqueue_is_all_or_nothing(sq: Queuectl, moment: str)
     job_id = sq.enqueue({"command": "true", "id": "after-crash"})
     assert job_id == "after-crash"
     assert total_jobs(sq) == len(before) + len(new) + 1
+    # Ids the killed command printed in full (if it got that far) were acknowledged.
+    printed = [i.strip() for i in out.read_text().splitlines(keepends=True) if i.endswith("\n")]
+    killed = ("enqueue --file - (killed)", None, err.read_text())
+    check_invariants(sq, acked={*before, *printed, job_id}, outputs=[killed])
 
 
 # -- 2. read-only database ---------------------------------------------------------------
@@ -161,21 +160,22 @@ def test_enqueue_to_read_only_database_fails_cleanly(sq: Queuectl, tmp_path: Pat
 
     assert sq.json("list") == jobs_before
     assert integrity(sq.db) == "ok"
+    check_invariants(sq, acked={"existing"})
 
 
 # -- 3. full disk for the job logs -------------------------------------------------------
 
 
 def test_full_log_disk_fails_that_job_and_the_queue_keeps_working(sq: Queuectl) -> None:
+    ledger = Ledger(sq.root / "ledger")
     logs = sq.db.with_name(sq.db.stem + ".logs")
     logs.mkdir(mode=0o700)
     (logs / "noisy.log").symlink_to("/dev/full")
     # The full one runs first (priority); the others must still complete afterwards.
-    sq.enqueue(
-        {"command": "echo this cannot be logged", "id": "noisy", "max_retries": 1, "priority": 9}
-    )
-    sq.enqueue({"command": "true", "id": "silent"})
-    sq.enqueue({"command": "echo logged fine", "id": "normal"})
+    noisy = ledger.command("echo this cannot be logged")
+    acked = [sq.enqueue({"command": noisy, "id": "noisy", "max_retries": 1, "priority": 9})]
+    acked.append(sq.enqueue({"command": ledger.command(), "id": "silent"}))
+    acked.append(sq.enqueue({"command": ledger.command("echo logged fine"), "id": "normal"}))
     worker = sq.start_worker()
 
     failed = sq.wait_state("noisy", "dead")
@@ -187,9 +187,15 @@ def test_full_log_disk_fails_that_job_and_the_queue_keeps_working(sq: Queuectl) 
     assert "logged fine" in sq.run("logs", "normal").stdout
     assert worker.proc.poll() is None, worker.stderr()
     # And afterwards too.
-    later = sq.enqueue({"command": "echo later"})
+    later = sq.enqueue({"command": ledger.command("echo later")})
     sq.wait_state(later, "completed")
     stop(worker)
+    checked = check_invariants(sq, acked=[*acked, later], ledger=ledger)
+    assert {j: len(r) for j, r in checked.runs.items() if j != "noisy"} == {
+        "silent": 1,
+        "normal": 1,
+        later: 1,
+    }
 
 
 # -- 4. jobs that read stdin, leave children, fail in different ways ---------------------
@@ -199,16 +205,24 @@ def test_job_stdin_background_children_and_failure_kinds(
     sq: Queuectl, tmp_path: Path, process_groups: ProcessGroups
 ) -> None:
     pidfile = tmp_path / "pids"
-    sq.enqueue({"command": "cat", "id": "reads-stdin"})
-    sq.enqueue(
+    ledger = Ledger(tmp_path / "ledger")
+    # Each body runs in a subshell of the ledger's shell: `$$` there is still the job's
+    # shell (its process group leader), and `kill -9 $$` kills that shell.
+    specs: list[dict[str, Any]] = [
+        {"command": ledger.command("cat"), "id": "reads-stdin"},
         {
-            "command": f"sleep 30 & echo $$ $! > {qp(pidfile)}; echo done",
+            "command": ledger.command(f"sleep 30 & echo $$ $! > {qp(pidfile)}; echo done"),
             "id": "leaves-child",
-        }
-    )
-    sq.enqueue({"command": "exit 3", "id": "exit3", "max_retries": 1})
-    sq.enqueue({"command": "kill -9 $$", "id": "signalled", "max_retries": 1})
-    sq.enqueue({"command": "no-such-command-queuectl-test", "id": "missing", "max_retries": 1})
+        },
+        {"command": ledger.command("exit 3"), "id": "exit3", "max_retries": 1},
+        {"command": ledger.command("kill -9 $$"), "id": "signalled", "max_retries": 1},
+        {
+            "command": ledger.command("no-such-command-queuectl-test"),
+            "id": "missing",
+            "max_retries": 1,
+        },
+    ]
+    acked = [sq.enqueue(spec) for spec in specs]
     began = time.monotonic()
     worker = sq.start_worker("--count", "2")
 
@@ -237,6 +251,14 @@ def test_job_stdin_background_children_and_failure_kinds(
     errors = {exit3["last_error"], signalled["last_error"], missing["last_error"]}
     assert len(errors) == 3, errors
     stop(worker)
+    runs = check_invariants(sq, acked=acked, ledger=ledger).runs
+    assert {j: [(r.exit_code, r.pid) for r in rs] for j, rs in runs.items()} == {
+        "reads-stdin": [(0, runs["reads-stdin"][0].pid)],
+        "leaves-child": [(0, shell_pid)],
+        "exit3": [(3, runs["exit3"][0].pid)],
+        "signalled": [(None, runs["signalled"][0].pid)],  # its shell died mid-run
+        "missing": [(127, runs["missing"][0].pid)],
+    }
 
 
 def _state(pid: int) -> str:
@@ -271,15 +293,15 @@ def fd_count(pid: int) -> int:
 
 
 def test_thousand_quick_jobs_leave_no_zombies_and_leak_no_fds(sq: Queuectl) -> None:
+    ledger = Ledger(sq.root / "ledger")
+    line = json.dumps({"command": ledger.command()}) + "\n"
     worker = sq.start_worker("--count", "4", "--quiet")
-    first = "".join(json.dumps({"command": "true"}) + "\n" for _ in range(10))
-    sq.run("enqueue", "--file", "-", input=first)
+    acked = sq.run("enqueue", "--file", "-", input=line * 10).stdout.split()
     wait_for(lambda: sq.counts()["completed"] == 10, timeout=20, interval=0.1, message="10 jobs")
     # Settle: the worker is idle; sample its descriptors.
     baseline = fd_count(worker.pid)
 
-    rest = "".join(json.dumps({"command": "true"}) + "\n" for _ in range(990))
-    sq.run("enqueue", "--file", "-", input=rest)
+    acked += sq.run("enqueue", "--file", "-", input=line * 990).stdout.split()
     wait_for(
         lambda: sq.counts()["completed"] == 1000,
         timeout=60,
@@ -302,6 +324,9 @@ def test_thousand_quick_jobs_leave_no_zombies_and_leak_no_fds(sq: Queuectl) -> N
     wait_for(same, timeout=3, interval=0.1, message=f"fd count back to {baseline}: {counts[-5:]}")
     assert worker.proc.poll() is None
     stop(worker)
+    runs = check_invariants(sq, acked=acked, ledger=ledger).runs
+    assert len(acked) == 1000 and set(runs) == set(acked)
+    assert all(len(r) == 1 for r in runs.values()), "a job ran more than once"
 
 
 # -- 6. a job that kills its own worker ---------------------------------------------------
@@ -314,8 +339,10 @@ def _died_or_dead(q: Queuectl, worker: WorkerProcess) -> bool:
 def test_job_killing_its_worker_ends_dead_while_others_complete(sq: Queuectl) -> None:
     max_retries = int(sq.run("config", "get", "max_retries").stdout.strip())
     assert max_retries == 3
-    sq.enqueue({"command": "kill -9 $PPID; sleep 5", "id": "killer", "priority": 5})
-    batch = "".join(json.dumps({"command": "true"}) + "\n" for _ in range(100))
+    ledger, kills = Ledger(sq.root / "ledger"), Kills()
+    command = ledger.command("kill -9 $PPID; sleep 5")  # $PPID: the worker
+    sq.enqueue({"command": command, "id": "killer", "priority": 5})
+    batch = (json.dumps({"command": ledger.command()}) + "\n") * 100
     others = sq.run("enqueue", "--file", "-", input=batch).stdout.split()
     assert len(others) == 100
 
@@ -335,6 +362,7 @@ def test_job_killing_its_worker_ends_dead_while_others_complete(sq: Queuectl) ->
             survivor = worker
             break
         assert worker.proc.returncode == -signal.SIGKILL, worker.stderr()
+        kills.died(worker)  # before the next worker starts
         deaths += 1
     assert survivor is not None, f"the job killed {deaths} workers and never went to the DLQ"
     assert deaths == max_retries, f"{deaths} workers killed, expected {max_retries}"
@@ -351,3 +379,10 @@ def test_job_killing_its_worker_ends_dead_while_others_complete(sq: Queuectl) ->
     )
     assert {j["state"] for j in sq.json("list") if j["id"] in set(others)} == {"completed"}
     stop(survivor)
+    runs = check_invariants(sq, acked=["killer", *others], ledger=ledger, kills=kills).runs
+    # The killer started once per worker it killed and never finished a run.
+    assert [(r.ppid, r.end) for r in runs["killer"]] == [
+        (w.pid, None) for w in sq.workers[:max_retries]
+    ]
+    assert set(runs) == {"killer", *others}
+    assert all(len(runs[i]) == 1 and runs[i][0].ppid == survivor.pid for i in others)
