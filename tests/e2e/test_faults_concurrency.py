@@ -1,9 +1,12 @@
-"""End-to-end concurrency faults on SQLite: many concurrent CLI writers and readers
-beside busy workers, `kill -9` of a worker's whole process group, and several worker
-processes draining one large queue.
+"""End-to-end concurrency faults on SQLite: many concurrent CLI writers and a lister
+every 50 ms beside busy workers, `kill -9` of a worker's whole process group, several
+worker processes draining one large queue, and workers killed every few seconds (with
+a slow, full-size soak that prints its figures).
 
 Everything goes through the installed `queuectl` command in subprocesses; waits
 poll with deadlines (`wait_for`), and every process started here is killed afterwards.
+Every scenario ends with `check_invariants` (tests/e2e/ledger.py) over the run
+ledger the jobs write.
 """
 
 from __future__ import annotations
@@ -12,40 +15,43 @@ import contextlib
 import json
 import os
 import signal
+import statistics
 import subprocess
 import threading
 import time
-from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
+
+import pytest
 
 from tests.conftest import Queuectl, WorkerProcess
 from tests.e2e.conftest import lines
 from tests.e2e.conftest import quote_path as qp
+from tests.e2e.conftest import stop_worker as stop
+from tests.e2e.ledger import (
+    RECOVERY_SLACK,
+    Kills,
+    Ledger,
+    bad_output,
+    check_invariants,
+    recovered_lines,
+    recovery_times,
+    vm_hwm_kib,
+)
 from tests.helpers import wait_for
-
-
-def bad_output(text: str) -> bool:
-    """Stderr that betrays lock contention or a crash."""
-    return "locked" in text.lower() or "Traceback" in text
 
 
 def completed_count(q: Queuectl) -> int:
     return q.counts().get("completed", 0)
 
 
-def kill_all(procs: list[subprocess.Popen[bytes]]) -> None:
-    for proc in procs:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
-# -- 1. concurrent batch enqueuers, a polling lister and busy workers ---------------------
+# -- 1. concurrent batch enqueuers, a lister every 50 ms and busy workers -------------------
 
 
 ENQUEUERS = 8
 PER_ENQUEUER = 500
 BATCH = 50
+LIST_EVERY = 0.05
 
 
 class CallLog:
@@ -53,7 +59,7 @@ class CallLog:
 
     def __init__(self) -> None:
         self.lock = threading.Lock()
-        self.calls: list[tuple[str, int, str]] = []
+        self.calls: list[tuple[str, int | None, str]] = []
         self.printed_ids: list[str] = []
         self.errors: list[BaseException] = []
 
@@ -81,11 +87,11 @@ def popen_run(q: Queuectl, args: list[str], data: bytes | None) -> tuple[int, st
     return proc.returncode, out.decode(errors="replace"), err.decode(errors="replace")
 
 
-def enqueuer(q: Queuectl, index: int, log: CallLog) -> None:
+def enqueuer(q: Queuectl, index: int, command: str, log: CallLog) -> None:
     try:
         for start in range(0, PER_ENQUEUER, BATCH):
             data = "".join(
-                json.dumps({"command": "true", "id": f"e{index}-{i}"}) + "\n"
+                json.dumps({"command": command, "id": f"e{index}-{i}"}) + "\n"
                 for i in range(start, start + BATCH)
             ).encode()
             code, out, err = popen_run(q, ["enqueue", "--file", "-"], data)
@@ -97,34 +103,97 @@ def enqueuer(q: Queuectl, index: int, log: CallLog) -> None:
             log.errors.append(exc)
 
 
-def lister(q: Queuectl, done: threading.Event, log: CallLog) -> None:
-    try:
-        while not done.is_set():
-            code, out, err = popen_run(q, ["list", "--json"], None)
-            if code == 0:
-                try:
-                    parsed = json.loads(out)
-                    assert isinstance(parsed, list)
-                except (ValueError, AssertionError):
-                    code = -999
-                    err += f"\nlist --json printed no JSON array: {out[:200]!r}"
-            log.add("list --json", code, err)
-            done.wait(0.05)  # pacing between polls, not a wait for a condition
-    except BaseException as exc:  # reported by the test
-        with log.lock:
-            log.errors.append(exc)
+class ListPoller:
+    """Starts `queuectl list --json` every `LIST_EVERY` seconds until `done` is set,
+    without waiting for earlier calls (they may overlap), and checks each call as it
+    ends: its exit code and stderr go to the `CallLog`, its stdout must be a JSON array
+    of distinct, known jobs. Output goes to files (a pipe nobody reads would block)."""
+
+    def __init__(self, q: Queuectl, done: threading.Event, log: CallLog) -> None:
+        self.q, self.done, self.log = q, done, log
+        self.dir = q.root / "lists"
+        self.dir.mkdir()
+        self.launched: list[float] = []  # monotonic launch times
+        self.durations: list[float] = []  # launch to exit, measured when reaped
+        self.listed: list[int] = []  # jobs each call printed
+        self.running: list[tuple[int, subprocess.Popen[bytes], float]] = []
+
+    def launch(self) -> None:
+        n = len(self.launched)
+        with open(self.dir / f"{n}.out", "wb") as o, open(self.dir / f"{n}.err", "wb") as e:
+            proc = subprocess.Popen(
+                [self.q.exe, "list", "--json"],
+                stdin=subprocess.DEVNULL,
+                stdout=o,
+                stderr=e,
+                env=self.q.env,
+                cwd=self.q.root,
+            )
+        self.launched.append(time.monotonic())
+        self.running.append((n, proc, self.launched[-1]))
+
+    def reap(self, block: bool = False) -> None:
+        still = []
+        for n, proc, began in self.running:
+            if block:
+                proc.wait(timeout=60)
+            if proc.poll() is None:
+                still.append((n, proc, began))
+                continue
+            self.durations.append(time.monotonic() - began)
+            out, err = self.dir / f"{n}.out", self.dir / f"{n}.err"
+            stderr = err.read_text(errors="replace")
+            if proc.returncode == 0:
+                stderr += self.check_listing(out.read_text(errors="replace"))
+            self.log.add("list --json", proc.returncode, stderr)
+            out.unlink()
+            err.unlink()
+        self.running = still
+
+    def check_listing(self, out: str) -> str:
+        """Problems with one call's stdout, as text to add to its stderr."""
+        try:
+            ids = [job["id"] for job in json.loads(out)]
+        except (ValueError, TypeError, KeyError):
+            return f"\nlist --json printed no JSON array of jobs: {out[:200]!r}"
+        self.listed.append(len(ids))
+        if len(set(ids)) != len(ids) or not all(i.startswith("e") for i in ids):
+            return f"\nlist --json printed duplicate or unknown ids: {ids[:20]}"
+        return ""
+
+    def run(self) -> None:
+        try:
+            next_at = time.monotonic()
+            while not self.done.is_set():
+                self.launch()
+                self.reap()
+                # Pacing, not a wait for a condition: the next call is due LIST_EVERY after
+                # this one was (later if the machine fell behind; never in a burst).
+                next_at = max(next_at + LIST_EVERY, time.monotonic())
+                self.done.wait(next_at - time.monotonic())
+            self.reap(block=True)
+        except BaseException as exc:  # reported by the test
+            with self.log.lock:
+                self.log.errors.append(exc)
+
+    def gaps(self) -> list[float]:
+        return [b - a for a, b in zip(self.launched, self.launched[1:], strict=False)]
 
 
 def test_concurrent_batch_enqueuers_lister_and_workers(sq: Queuectl) -> None:
     total = ENQUEUERS * PER_ENQUEUER
+    ledger = Ledger(sq.root / "ledger")
     workers = [sq.start_worker("--count", "2", "--quiet", name=f"busy{i}") for i in range(2)]
     log = CallLog()
     done = threading.Event()
-    list_thread = threading.Thread(target=lister, args=(sq, done, log), daemon=True)
+    poller = ListPoller(sq, done, log)
+    list_thread = threading.Thread(target=poller.run, daemon=True)
     threads = [
-        threading.Thread(target=enqueuer, args=(sq, i, log), daemon=True) for i in range(ENQUEUERS)
+        threading.Thread(target=enqueuer, args=(sq, i, ledger.command(), log), daemon=True)
+        for i in range(ENQUEUERS)
     ]
     list_thread.start()
+    began = time.monotonic()
     for t in threads:
         t.start()
     try:
@@ -132,16 +201,27 @@ def test_concurrent_batch_enqueuers_lister_and_workers(sq: Queuectl) -> None:
             t.join(timeout=120)
             assert not t.is_alive(), "an enqueuer did not finish within 120 s"
     finally:
+        enqueue_seconds = time.monotonic() - began
         done.set()
-        list_thread.join(timeout=60)
+        list_thread.join(timeout=90)
     assert not list_thread.is_alive()
     assert not log.errors, log.errors
 
     enqueues = [c for c in log.calls if c[0].startswith("enqueue")]
     listings = [c for c in log.calls if c[0] == "list --json"]
     assert len(enqueues) == ENQUEUERS * PER_ENQUEUER // BATCH
-    assert len(listings) >= 2, "the lister did not poll during the enqueues"
-    print(f"{len(listings)} list calls, {completed_count(sq)} jobs completed when enqueues ended")
+    gaps = sorted(poller.gaps())
+    durations = sorted(poller.durations)
+    print(
+        f"{len(listings)} list calls in {enqueue_seconds:.1f}s of enqueueing: launched every "
+        f"{gaps[len(gaps) // 2] * 1000:.0f} ms (median; slowest gap {gaps[-1] * 1000:.0f} ms), "
+        f"each took {durations[len(durations) // 2]:.2f}s (median; worst {durations[-1]:.2f}s) "
+        f"for up to {max(poller.listed)} jobs; {completed_count(sq)} jobs completed by then"
+    )
+    # Really every 50 ms: the launches kept pace (a gap stretches only when this
+    # process itself is starved of CPU).
+    assert len(listings) >= 10 and len(listings) == len(poller.launched)
+    assert gaps[len(gaps) // 2] < 2 * LIST_EVERY, f"list calls every {gaps[len(gaps) // 2]}s"
     failed = [c for c in log.calls if c[1] != 0]
     assert not failed, f"{len(failed)} CLI calls failed, e.g. {failed[:3]}"
     noisy = [c for c in log.calls if bad_output(c[2])]
@@ -162,6 +242,10 @@ def test_concurrent_batch_enqueuers_lister_and_workers(sq: Queuectl) -> None:
     for w in workers:
         assert w.proc.poll() is None, f"worker died: {w.stderr()}"
         assert not bad_output(w.stderr()), w.stderr()
+    for w in workers:
+        stop(w)
+    runs = check_invariants(sq, acked=log.printed_ids, ledger=ledger, outputs=log.calls).runs
+    assert set(runs) == expected and all(len(r) == 1 for r in runs.values())
 
 
 # -- 2. kill -9 of a worker's whole process group ------------------------------------------
@@ -191,14 +275,14 @@ def live_members(pgid: int) -> list[int]:
 
 
 def test_kill9_of_worker_group_kills_job_group_and_job_recovers(sq: Queuectl) -> None:
-    pids, kids, ran, marker = (sq.root / n for n in ("pids", "kids", "ran", "marker"))
-    command = (
-        f"echo $$ >> {qp(pids)}; "
+    ledger, kills = Ledger(sq.root / "ledger"), Kills()
+    kids, ran = sq.root / "kids", sq.root / "ran"
+    body = (
         f"if [ ! -e {qp(ran)} ]; then touch {qp(ran)}; "
         f"sleep 60 & echo $! >> {qp(kids)}; sleep 60 & echo $! >> {qp(kids)}; wait; "
-        f"else sleep 1; echo done >> {qp(marker)}; fi"
+        f"else sleep 1; fi"
     )
-    sq.enqueue({"command": command, "id": "victim"})
+    sq.enqueue({"command": ledger.command(body), "id": "victim"})
 
     out, err = sq.root / "leader.out", sq.root / "leader.err"
     with open(out, "wb") as o, open(err, "wb") as e:
@@ -216,7 +300,9 @@ def test_kill9_of_worker_group_kills_job_group_and_job_recovers(sq: Queuectl) ->
     job_pgid: int | None = None
     try:
         wait_for(lambda: len(lines(kids)) == 2, timeout=20, message="the job's sleeps to start")
-        job_pid = int(lines(pids)[0])
+        first = ledger.runs()
+        assert [(r.job_id, r.ppid, r.end) for r in first] == [("victim", proc.pid, None)]
+        job_pid = first[0].pid
         info = stat_fields(job_pid)
         assert info is not None, "the job's shell is already gone"
         job_pgid = info[1]
@@ -225,6 +311,7 @@ def test_kill9_of_worker_group_kills_job_group_and_job_recovers(sq: Queuectl) ->
         assert {job_pid, *map(int, lines(kids))} <= members, members
         assert sq.state("victim") == "running"
 
+        kills.killing(proc.pid)
         os.killpg(os.getpgid(proc.pid), signal.SIGKILL)
         proc.wait(timeout=10)
 
@@ -236,11 +323,18 @@ def test_kill9_of_worker_group_kills_job_group_and_job_recovers(sq: Queuectl) ->
         )
         assert survivors
 
-        sq.start_worker("--quiet", name="rescuer")
+        rescuer = sq.start_worker("--quiet", name="rescuer")
         job = sq.wait_state("victim", "completed", timeout=60)
-        assert lines(marker) == ["done"]
-        assert len(lines(pids)) == 2 and lines(pids)[0] != lines(pids)[1]
         assert job["exit_code"] == 0
+        stop(rescuer)
+        runs = check_invariants(sq, acked=["victim"], ledger=ledger, kills=kills).runs
+        # The killed run never finished; the rescuer's run (another shell) did, once.
+        assert [(r.ppid, r.exit_code) for r in runs["victim"]] == [
+            (proc.pid, None),
+            (rescuer.pid, 0),
+        ]
+        assert runs["victim"][1].pid != job_pid
+        assert job["recoveries"] == 1 and job["runs"] == 2 and job["attempts"] == 1, job
     finally:
         if job_pgid is not None:
             with contextlib.suppress(ProcessLookupError, PermissionError):
@@ -254,12 +348,12 @@ DRAIN_JOBS = 5_000
 
 
 def test_four_workers_run_every_job_exactly_once(sq: Queuectl) -> None:
-    marker = sq.root / "marker"
-    command = f'echo "$QUEUECTL_JOB_ID" >> {qp(marker)}'
+    ledger = Ledger(sq.root / "ledger")
     batch = "".join(
-        json.dumps({"command": command, "id": f"d{i}"}) + "\n" for i in range(DRAIN_JOBS)
+        json.dumps({"command": ledger.command(), "id": f"d{i}"}) + "\n" for i in range(DRAIN_JOBS)
     )
-    assert len(sq.run("enqueue", "--file", "-", input=batch).stdout.split()) == DRAIN_JOBS
+    acked = sq.run("enqueue", "--file", "-", input=batch).stdout.split()
+    assert len(acked) == DRAIN_JOBS
 
     started = time.monotonic()
     workers = [sq.start_worker("--count", "2", "--quiet", name=f"drain{i}") for i in range(4)]
@@ -278,7 +372,135 @@ def test_four_workers_run_every_job_exactly_once(sq: Queuectl) -> None:
     print(f"{DRAIN_JOBS} jobs drained by 4 workers in {elapsed:.1f}s")
 
     assert sq.counts().get("completed") == DRAIN_JOBS
-    seen = Counter(lines(marker))
-    assert set(seen) == {f"d{i}" for i in range(DRAIN_JOBS)}
-    twice = {k: v for k, v in seen.items() if v != 1}
+    for w in workers:
+        stop(w)
+    runs = check_invariants(sq, acked=acked, ledger=ledger).runs
+    assert set(runs) == {f"d{i}" for i in range(DRAIN_JOBS)}
+    twice = {k: len(v) for k, v in runs.items() if len(v) != 1}
     assert not twice, f"{len(twice)} jobs ran more than once, e.g. {list(twice.items())[:5]}"
+    assert {r.ppid for rs in runs.values() for r in rs} == {w.pid for w in workers}
+
+
+# -- 4. four workers while one is killed every few seconds ----------------------------------
+
+
+@dataclass
+class KillSoak:
+    """Figures of one `kill_soak` run."""
+
+    jobs: int
+    kills: int
+    seconds: float
+    runs: int
+    duplicates: int
+    recoveries: int
+    recovery_times: list[float]
+    locked: int
+    peak_worker_kib: int
+
+    def report(self) -> str:
+        times = sorted(self.recovery_times)
+        return (
+            f"kill soak: {self.jobs} jobs, 4 workers x 2 slots, {self.kills} kill -9 in "
+            f"{self.seconds:.1f}s\n"
+            f"  recovery after kill -9 (kill -> job running again): median "
+            f"{statistics.median(times):.2f}s, worst {times[-1]:.2f}s over {len(times)} cut runs\n"
+            f"  runs {self.runs}, duplicate runs {self.duplicates}, recorded recoveries "
+            f"{self.recoveries}\n"
+            f"  'locked' errors seen: {self.locked}\n"
+            f"  peak worker memory (VmHWM): {self.peak_worker_kib / 1024:.1f} MiB"
+        )
+
+
+def kill_soak(q: Queuectl, jobs: int, kill_every: float, body: str) -> KillSoak:
+    """Run `jobs` ledger jobs (`body` each) on 4 workers of 2 slots; every `kill_every`
+    seconds kill -9 the oldest worker and start a replacement. Ends with every worker
+    stopped gracefully and `check_invariants`; returns the figures."""
+    ledger, kills = Ledger(q.root / "ledger"), Kills()
+    batch = (json.dumps({"command": ledger.command(body)}) + "\n") * jobs
+    acked = q.run("enqueue", "--file", "-", input=batch).stdout.split()
+    assert len(acked) == jobs
+    live = [q.start_worker("--count", "2", name=f"soak{i}") for i in range(4)]
+    began = time.monotonic()
+    deadline = began + jobs * 0.1 + 60
+
+    def finished() -> bool:
+        return completed_count(q) + q.counts()["dead"] == jobs
+
+    while not finished():
+        due = time.monotonic() + kill_every
+        left = deadline - time.monotonic()
+        assert left > 0, f"not done within {deadline - began:.0f}s: {q.counts()}"
+        # Pacing between kills (a deadline, not a wait for a condition).
+        wait_for(
+            lambda due=due: time.monotonic() >= due or finished(),  # type: ignore[misc]
+            timeout=left,
+            interval=0.1,
+            message="the next kill or the end",
+        )
+        if time.monotonic() >= due:
+            kills.kill9(live.pop(0))
+            live.append(q.start_worker("--count", "2", name=f"soak{len(q.workers)}"))
+    seconds = time.monotonic() - began
+
+    peaks = dict(kills.peak_kib)
+    for worker in live:
+        peaks[worker.pid] = vm_hwm_kib(worker.pid) or 0
+        assert worker.proc.poll() is None, worker.stderr()
+    for worker in live:
+        stop(worker)
+    outputs = [c.stderr for c in q.calls] + [w.stderr() + w.stdout() for w in q.workers]
+    locked = sum(text.lower().count("locked") for text in outputs)
+    checked = check_invariants(q, acked=acked, ledger=ledger, kills=kills)
+
+    # Every duplicate run is explained by a recorded recovery of a lost worker.
+    said = recovered_lines(q)
+    for job_id, job in checked.jobs.items():
+        runs = checked.runs.get(job_id, [])
+        assert job["state"] == "completed" and job["attempts"] == 1, job
+        assert len(runs) - 1 <= job["recoveries"], (job, runs)
+        cut = [r for r in runs if r.end is None]
+        assert all(r.ppid in kills.at for r in cut), (job, runs)
+        assert len(cut) <= job["recoveries"], (job, runs)
+        assert said[job_id] <= job["recoveries"], (job, said[job_id])
+    recoveries = sum(j["recoveries"] for j in checked.jobs.values())
+    # A worker killed between committing a recovery and printing it loses the line.
+    assert sum(said.values()) >= recoveries - len(kills.at), (sum(said.values()), recoveries)
+    return KillSoak(
+        jobs=jobs,
+        kills=len(kills.at),
+        seconds=seconds,
+        runs=sum(len(r) for r in checked.runs.values()),
+        duplicates=checked.duplicates,
+        recoveries=recoveries,
+        recovery_times=recovery_times(checked.runs, kills),
+        locked=locked,
+        peak_worker_kib=max(peaks.values()),
+    )
+
+
+def check_soak(q: Queuectl, figures: KillSoak, min_kills: int) -> None:
+    print(figures.report())
+    assert figures.kills >= min_kills, "the jobs ran out before enough kills"
+    assert figures.recovery_times, "no kill cut a run short"
+    assert figures.duplicates <= figures.recoveries
+    assert figures.locked == 0
+    # Same host: a dead worker's jobs are recovered at the next heartbeat of any live
+    # worker (or by the replacement as it starts); the bound held everywhere is one
+    # lease plus one heartbeat.
+    settings = q.json("config", "show")
+    bound = settings["lease_timeout"] + settings["heartbeat_interval"] + RECOVERY_SLACK
+    assert max(figures.recovery_times) <= bound, sorted(figures.recovery_times)[-5:]
+
+
+def test_workers_killed_every_few_seconds_lose_nothing_and_run_nothing_twice_at_once(
+    sq: Queuectl,
+) -> None:
+    figures = kill_soak(sq, jobs=300, kill_every=1.2, body="sleep 0.1")
+    check_soak(sq, figures, min_kills=2)
+
+
+@pytest.mark.slow
+def test_soak_5000_jobs_with_a_worker_killed_every_3_seconds(sq: Queuectl) -> None:
+    figures = kill_soak(sq, jobs=5_000, kill_every=3.0, body="sleep 0.1")
+    check_soak(sq, figures, min_kills=10)
