@@ -6,8 +6,9 @@ worker may recover the jobs of a dead worker *on its own host* as soon as the pi
 gone, but those of a worker on another host only once its lease has expired.
 
 Queue state is read through the real `queuectl` command; job side effects are
-counted in marker files the jobs append to; PostgreSQL itself is only touched to
-end the workers' database sessions (pg_terminate_backend).
+counted in marker files or in the run ledger (tests/e2e/ledger.py) the jobs append
+to, and the crash scenarios end with `check_invariants`; PostgreSQL itself is only
+touched to end the workers' database sessions (pg_terminate_backend).
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ import pytest
 from tests.conftest import Queuectl, WorkerProcess
 from tests.e2e.conftest import assert_error, epoch, lines
 from tests.e2e.conftest import quote_path as q
+from tests.e2e.ledger import Kills, Ledger, check_invariants
 from tests.helpers import wait_for
 from tests.pg import PG_URL, fresh_schema
 
@@ -175,9 +177,9 @@ def stop_all(hosts: Hosts, workers: list[WorkerProcess]) -> None:
 
 
 def test_four_hosts_run_5000_jobs_each_exactly_once(hosts: Hosts, tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
+    ledger = Ledger(tmp_path / "ledger")
     workers = {h: hosts.start_on(h, "--count", "2", "--quiet") for h in FOUR_HOSTS}
-    ids = hosts.enqueue_many([f'echo "$QUEUECTL_JOB_ID" >> {q(marker)}'] * 5000)
+    ids = hosts.enqueue_many([ledger.command()] * 5000)
 
     # While they run: four distinct workers, each with its own host and pid.
     def busy_listing() -> list[dict[str, Any]]:
@@ -198,7 +200,7 @@ def test_four_hosts_run_5000_jobs_each_exactly_once(hosts: Hosts, tmp_path: Path
     )
     counts = hosts.counts()
     assert counts["completed"] == 5000 and sum(counts.values()) == 5000
-    ran = Counter(lines(marker))
+    ran = Counter(r.job_id for r in ledger.runs())
     assert set(ran) == set(ids)
     assert [i for i, n in ran.items() if n != 1] == [], "jobs that ran more than once"
     assert sum(ran.values()) == 5000
@@ -209,14 +211,15 @@ def test_four_hosts_run_5000_jobs_each_exactly_once(hosts: Hosts, tmp_path: Path
     # Every host took part.
     assert {j["worker_id"] for j in jobs.values()} == {worker_id_of(w) for w in workers.values()}
     stop_all(hosts, list(workers.values()))
+    check_invariants(hosts, acked=ids, ledger=ledger)
 
 
 def test_killed_workers_jobs_are_recovered_by_other_hosts(hosts: Hosts, tmp_path: Path) -> None:
-    marker = tmp_path / "ran"
+    ledger, kills = Ledger(tmp_path / "ledger"), Kills()
     workers = {h: hosts.start_on(h, "--count", "3") for h in FOUR_HOSTS}
     ids_of = {h: worker_id_of(w) for h, w in workers.items()}
     victims, survivors = ("host-a", "host-b"), ("host-c", "host-d")
-    ids = hosts.enqueue_many([f'sleep 0.2; echo "$QUEUECTL_JOB_ID" >> {q(marker)}'] * 300)
+    ids = hosts.enqueue_many([ledger.command("sleep 0.2")] * 300)
 
     def victims_busy() -> bool:
         current = {w["id"]: w["current_jobs"] for w in hosts.json("worker", "list")}
@@ -225,9 +228,7 @@ def test_killed_workers_jobs_are_recovered_by_other_hosts(hosts: Hosts, tmp_path
     wait_for(victims_busy, timeout=20, interval=0.05, message="both victims running jobs")
     killed_at = time.monotonic()
     for h in victims:
-        workers[h].signal(signal.SIGKILL)
-    for h in victims:
-        assert workers[h].wait() == -signal.SIGKILL
+        kills.kill9(workers[h])
 
     # What the dead workers held stays `running` until their leases run out.
     victim_ids = {ids_of[h] for h in victims}
@@ -256,15 +257,23 @@ def test_killed_workers_jobs_are_recovered_by_other_hosts(hosts: Hosts, tmp_path
     for job_id in recovered:
         assert re.search(rf"\[{re.escape(job_id)}\] recovered from lost worker w-", survivors_said)
 
-    ran = Counter(lines(marker))
-    assert set(ran) == set(ids)  # every job ran at least once
-    duplicates = {i for i, n in ran.items() if n > 1}
+    ran = Counter(r.job_id for r in ledger.runs() if r.exit_code == 0)
+    assert set(ran) == set(ids)  # every job ran to the end at least once
+    started = Counter(r.job_id for r in ledger.runs())
+    duplicates = {i for i, n in started.items() if n > 1}
     assert duplicates <= recovered, "a job ran twice without being recovered"
-    assert all(n <= 2 for n in ran.values())
+    assert all(n <= 2 for n in started.values())
 
     # The dead workers are no longer listed; the others still are.
     assert {w["id"] for w in hosts.json("worker", "list")} == survivor_ids
     stop_all(hosts, [workers[h] for h in survivors])
+    runs = check_invariants(hosts, acked=ids, ledger=ledger, kills=kills).runs
+    # Every run cut short was a victim's, and its job was recovered.
+    cut = {i for i, rs in runs.items() for r in rs if r.end is None}
+    assert cut <= recovered
+    assert {r.ppid for rs in runs.values() for r in rs if r.end is None} <= {
+        workers[h].pid for h in victims
+    }
 
 
 @pytest.mark.parametrize(
@@ -277,19 +286,15 @@ def test_killed_workers_jobs_are_recovered_by_other_hosts(hosts: Hosts, tmp_path
 def test_killed_worker_job_is_taken_over_within_the_lease_bound(
     hosts: Hosts, tmp_path: Path, rescuer_host: str
 ) -> None:
-    marker = tmp_path / "ran"
-    pids = tmp_path / "pids"
+    ledger, kills = Ledger(tmp_path / "ledger"), Kills()
     doomed = hosts.start_on("host-a", name="doomed")
-    job_id = hosts.enqueue(
-        {"command": f'echo $$ >> {q(pids)}; sleep 2; echo "$QUEUECTL_JOB_ID" >> {q(marker)}'}
-    )
-    wait_for(lambda: lines(pids), message="the first run to start")
+    job_id = hosts.enqueue({"command": ledger.command("sleep 2")})
+    wait_for(ledger.runs, message="the first run to start")
     assert hosts.job(job_id)["worker_id"] == worker_id_of(doomed)
     rescuer = hosts.start_on(rescuer_host, name="rescuer")
     rescuer_id = worker_id_of(rescuer)
 
-    doomed.signal(signal.SIGKILL)  # the host vanishes, as far as host-b can tell
-    assert doomed.wait() == -signal.SIGKILL
+    kills.kill9(doomed)  # the host vanishes, as far as host-b can tell
     killed_at = time.monotonic()
 
     def taken_over() -> bool:
@@ -311,11 +316,12 @@ def test_killed_worker_job_is_taken_over_within_the_lease_bound(
         assert took < 10, f"taken over only after {took:.2f} s"
 
     job = hosts.wait_state(job_id, "completed", timeout=15)
-    assert lines(marker) == [job_id]  # the killed run never finished; the new one did, once
-    assert len(lines(pids)) == 2
     assert job["recoveries"] == 1 and job["runs"] == 2 and job["attempts"] == 1
     assert job["worker_id"] == rescuer_id
     stop_all(hosts, [rescuer])
+    runs = check_invariants(hosts, acked=[job_id], ledger=ledger, kills=kills).runs
+    # The killed run never finished; the new one did, once.
+    assert [(r.ppid, r.exit_code) for r in runs[job_id]] == [(doomed.pid, None), (rescuer.pid, 0)]
 
 
 def test_worker_stop_from_another_host_stops_every_host(hosts: Hosts, tmp_path: Path) -> None:
