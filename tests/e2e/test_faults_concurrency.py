@@ -388,6 +388,7 @@ def test_four_workers_run_every_job_exactly_once(sq: Queuectl) -> None:
 class KillSoak:
     """Figures of one `kill_soak` run."""
 
+    backend: str
     jobs: int
     kills: int
     seconds: float
@@ -401,8 +402,8 @@ class KillSoak:
     def report(self) -> str:
         times = sorted(self.recovery_times)
         return (
-            f"kill soak: {self.jobs} jobs, 4 workers x 2 slots, {self.kills} kill -9 in "
-            f"{self.seconds:.1f}s\n"
+            f"kill soak ({self.backend}): {self.jobs} jobs, 4 workers x 2 slots, "
+            f"{self.kills} kill -9 in {self.seconds:.1f}s\n"
             f"  recovery after kill -9 (kill -> job running again): median "
             f"{statistics.median(times):.2f}s, worst {times[-1]:.2f}s over {len(times)} cut runs\n"
             f"  runs {self.runs}, duplicate runs {self.duplicates}, recorded recoveries "
@@ -467,6 +468,7 @@ def kill_soak(q: Queuectl, jobs: int, kill_every: float, body: str) -> KillSoak:
     # A worker killed between committing a recovery and printing it loses the line.
     assert sum(said.values()) >= recoveries - len(kills.at), (sum(said.values()), recoveries)
     return KillSoak(
+        backend=q.backend,
         jobs=jobs,
         kills=len(kills.at),
         seconds=seconds,
@@ -501,6 +503,6 @@ def test_workers_killed_every_few_seconds_lose_nothing_and_run_nothing_twice_at_
 
 
 @pytest.mark.slow
-def test_soak_5000_jobs_with_a_worker_killed_every_3_seconds(sq: Queuectl) -> None:
-    figures = kill_soak(sq, jobs=5_000, kill_every=3.0, body="sleep 0.1")
-    check_soak(sq, figures, min_kills=10)
+def test_soak_5000_jobs_with_a_worker_killed_every_3_seconds(qctl: Queuectl) -> None:
+    figures = kill_soak(qctl, jobs=5_000, kill_every=3.0, body="sleep 0.1")
+    check_soak(qctl, figures, min_kills=10)
