@@ -1,7 +1,8 @@
 """Helpers for the end-to-end tier: only the real `queuectl` command, in subprocesses.
 
 Nothing here imports queuectl itself; state is read through `show/list/status --json`
-and job side effects are counted with marker files written by the jobs' shells.
+and job side effects are counted with files written by the jobs' shells (the fault
+scenarios' run ledger and their shared invariant check are in tests/e2e/ledger.py).
 """
 
 from __future__ import annotations
