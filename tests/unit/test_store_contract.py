@@ -254,6 +254,44 @@ def test_complete_marks_completed_and_counts_the_attempt(store: Store) -> None:
     assert store.claim("w1", (), LEASE) is None
 
 
+def test_complete_and_claim_completes_the_run_and_claims_the_next_best(store: Store) -> None:
+    store.enqueue([new_job("a"), new_job("b"), new_job("c", priority=5), new_job("d")])
+    first = claim(store)
+    assert first.id == "c"
+    completed, following = store.complete_and_claim(
+        "c", first.runs, "w1", 0, queues=(), lease_seconds=LEASE
+    )
+    assert completed
+    assert store.get_job("c").state is JobState.COMPLETED
+    assert following is not None
+    assert following.id == "a"
+    assert following.state is JobState.RUNNING
+    assert following.worker_id == "w1"
+    assert following.lease_expires_at == at(store.now() + LEASE)
+
+
+def test_complete_and_claim_is_fenced_and_still_claims(store: Store) -> None:
+    store.enqueue([new_job("a"), new_job("b", queue="other")])
+    job = claim(store)
+    completed, following = store.complete_and_claim(
+        "a", job.runs + 1, "w1", 0, queues=("other",), lease_seconds=LEASE
+    )
+    assert not completed  # a stale run's result is discarded ...
+    assert store.get_job("a").state is JobState.RUNNING
+    assert following is not None  # ... and the claim keeps its own contract
+    assert following.id == "b"
+
+
+def test_complete_and_claim_on_an_emptied_queue_claims_nothing(store: Store) -> None:
+    store.enqueue([new_job("a")])
+    job = claim(store)
+    assert store.complete_and_claim("a", job.runs, "w1", 0, queues=(), lease_seconds=LEASE) == (
+        True,
+        None,
+    )
+    assert store.get_job("a").state is JobState.COMPLETED
+
+
 def test_fail_makes_the_job_failed_until_retry_in_has_passed(
     store: Store, clock: FakeClock
 ) -> None:

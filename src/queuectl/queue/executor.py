@@ -4,7 +4,7 @@ Each command runs as `/bin/sh -c COMMAND` in a new session (its own process
 group), stdin from /dev/null, stdout and stderr merged into one pipe that is
 copied to the job's log and handed line by line to an `on_line` callback.
 
-One thread multiplexes everything with a selector: the output pipes, a pidfd
+One thread multiplexes everything with poll(2): the output pipes, a pidfd
 per process (so a job whose background child keeps the pipe open still
 finishes when its shell exits), and an optional wake-up fd. Timeouts use the
 monotonic clock. Stopping a job signals the whole group, SIGTERM, then SIGKILL
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
-import selectors
+import select
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from os import PathLike
 
 from queuectl.queue.joblog import JobLog
 from queuectl.timeutil import format_seconds
@@ -108,13 +109,17 @@ class Executor:
         self._on_line = on_line
         self._kill_grace = kill_grace
         self._clock = clock
-        self._selector = selectors.DefaultSelector()
+        # poll(2) rather than `selectors`: its bookkeeping per registration and per
+        # wake-up was a measurable share of a short job's cost in the worker.
+        self._poller = select.poll()
+        self._watched: dict[int, _Run | None] = {}  # fd -> its run (None: a wake-up fd)
         self._devnull = os.open(os.devnull, os.O_RDONLY)  # every job's stdin
         self._runs: dict[str, _Run] = {}
         # Encoded once, not for every job (posix_spawn wants bytes).
         self._base_env = {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._guard_lock = threading.Lock()  # the heartbeat thread writes lease lines too
+        self._ended_groups: list[str] = []  # "-PGID" lines not sent to the watchdog yet
         if guard:
             self._watchdog = subprocess.Popen(
                 [sys.executable, "-m", "queuectl.queue.watchdog"],
@@ -132,13 +137,14 @@ class Executor:
         key: str,
         command: str,
         *,
-        log_path: Path,
-        log_header: str,
+        log_path: str | PathLike[str],
+        log_header: str | Callable[[], str],
         env: Mapping[str, str],
         timeout: float | None = None,
     ) -> Outcome | None:
         """Start `command` under `key`. Returns an Outcome at once if it could not start.
 
+        A callable `log_header` is called only if the command prints something.
         A key names one run; starting a key that is still running is a caller bug.
         """
         if key in self._runs:
@@ -152,7 +158,7 @@ class Executor:
             pid = os.posix_spawn(
                 "/bin/sh",
                 ["/bin/sh", "-c", command],
-                {**self._base_env, **{os.fsencode(k): os.fsencode(v) for k, v in env.items()}},
+                self._job_env(env),
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, self._devnull, 0),
                     (os.POSIX_SPAWN_DUP2, write_fd, 1),
@@ -180,10 +186,24 @@ class Executor:
             pidfd=pidfd,
         )
         self._runs[key] = run
-        self._selector.register(read_fd, selectors.EVENT_READ, run)
+        self._watch(read_fd, run)
         if pidfd is not None:
-            self._selector.register(pidfd, selectors.EVENT_READ, run)
+            self._watch(pidfd, run)
         return None
+
+    def _job_env(self, extra: Mapping[str, str]) -> dict[bytes, bytes]:
+        env = self._base_env.copy()
+        for name, value in extra.items():
+            env[name.encode("utf-8", "surrogateescape")] = value.encode("utf-8", "surrogateescape")
+        return env
+
+    def _watch(self, fd: int, run: _Run | None) -> None:
+        self._poller.register(fd, select.POLLIN)
+        self._watched[fd] = run
+
+    def _unwatch(self, fd: int) -> None:
+        self._poller.unregister(fd)
+        del self._watched[fd]
 
     def stop(self, key: str, *, grace: float | None = None) -> None:
         """Stop a run: SIGTERM its group now, SIGKILL after `grace` seconds.
@@ -203,7 +223,7 @@ class Executor:
 
     def add_wakeup_fd(self, fd: int) -> None:
         """Make `poll()` return when `fd` becomes readable (its data is drained)."""
-        self._selector.register(fd, selectors.EVENT_READ, None)
+        self._watch(fd, None)
 
     @property
     def running(self) -> frozenset[str]:
@@ -216,14 +236,21 @@ class Executor:
 
         Returns the runs that ended, with their outcomes.
         """
+        if self._ended_groups:
+            self._guard("")  # before sleeping: tell the watchdog which groups ended
         timeout = min(timeout, self._next_deadline_in())
-        events = self._selector.select(max(timeout, 0.0))
+        # poll(2) takes whole milliseconds: round up, or a wait for a deadline would
+        # return just before it, with nothing to do, again and again.
+        wait_ms = -1 if math.isinf(timeout) else math.ceil(max(timeout, 0.0) * 1000)
+        events = self._poller.poll(wait_ms)
         exited: set[_Run] = set()
-        for key, _mask in events:
-            run = key.data
+        for fd, _mask in events:
+            if fd not in self._watched:
+                continue  # closed by an earlier event of this round
+            run = self._watched[fd]
             if run is None:
-                _drain(key.fd)
-            elif key.fd == run.pipe_fd:
+                _drain(fd)
+            elif fd == run.pipe_fd:
                 self._read_output(run)
             else:
                 exited.add(run)
@@ -264,7 +291,7 @@ class Executor:
                     continue
                 return False
             if not data:
-                self._selector.unregister(run.pipe_fd)
+                self._unwatch(run.pipe_fd)
                 os.close(run.pipe_fd)
                 run.pipe_fd = -1
                 return False
@@ -293,15 +320,18 @@ class Executor:
         if returncode is None:  # still running (close() killed it): wait for it
             _, status = os.waitpid(run.pid, 0)
             returncode = os.waitstatus_to_exitcode(status)
-        self._guard(f"-{run.pid}")
+        # Sent with the next write (a start, or before poll() sleeps): the group is
+        # dead and reaped, so there is no hurry, and one write per job is cheaper.
+        with self._guard_lock:  # _guard() swaps the list from the heartbeat thread too
+            self._ended_groups.append(f"-{run.pid}")
         if run.pipe_fd >= 0:
             self._read_output(run)  # what was written before exit
         if run.pipe_fd >= 0:
-            self._selector.unregister(run.pipe_fd)
+            self._unwatch(run.pipe_fd)
             os.close(run.pipe_fd)
             run.pipe_fd = -1
         if run.pidfd is not None:
-            self._selector.unregister(run.pidfd)
+            self._unwatch(run.pidfd)
             os.close(run.pidfd)
         if run.partial and self._on_line is not None:
             self._on_line(run.key, bytes(run.partial) + b"\n")
@@ -331,12 +361,15 @@ class Executor:
         self._guard(f"lease {max(seconds, 0.0):.3f}")
 
     def _guard(self, line: str) -> None:
+        """Send `line` (if any) to the watchdog, after the "-PGID" lines waiting."""
         with self._guard_lock:
+            lines = [*self._ended_groups, line] if line else self._ended_groups
+            self._ended_groups = []
             if self._watchdog is None or self._watchdog.stdin is None:
                 return
             # A gone watchdog: jobs still run, they just lose the guard.
             with contextlib.suppress(OSError, ValueError):
-                os.write(self._watchdog.stdin.fileno(), line.encode() + b"\n")
+                os.write(self._watchdog.stdin.fileno(), ("\n".join(lines) + "\n").encode())
 
     def close(self) -> None:
         """Release everything. Runs still going are killed (callers stop them first)."""
@@ -350,7 +383,7 @@ class Executor:
                 self._watchdog.stdin.close()
                 self._watchdog.wait()
                 self._watchdog = None
-        self._selector.close()
+        self._watched.clear()
         os.close(self._devnull)
 
 

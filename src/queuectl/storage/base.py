@@ -61,6 +61,24 @@ class Store(abc.ABC):
     def complete(self, job_id: str, run: int, worker_id: str, exit_code: int) -> bool:
         """Fenced: the run succeeded; the job is `completed` and `attempts` goes up by one."""
 
+    def complete_and_claim(
+        self,
+        job_id: str,
+        run: int,
+        worker_id: str,
+        exit_code: int,
+        *,
+        queues: Sequence[str],
+        lease_seconds: float,
+    ) -> tuple[bool, Job | None]:
+        """`complete()`, then `claim()` for the same worker: a busy worker's step.
+
+        A backend may do both in one transaction (SQLite: one write lock and one
+        commit instead of two); either way each part keeps its own contract.
+        """
+        completed = self.complete(job_id, run, worker_id, exit_code)
+        return completed, self.claim(worker_id, queues, lease_seconds)
+
     @abc.abstractmethod
     def fail(
         self,
