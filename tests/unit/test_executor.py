@@ -372,6 +372,20 @@ def test_stdin_is_at_eof(executor: Executor, lines: Lines, tmp_path: Path) -> No
     assert lines.text("cat") == "after-cat\n"
 
 
+def test_job_gets_default_handling_of_sigpipe(
+    executor: Executor, lines: Lines, tmp_path: Path
+) -> None:
+    """Python ignores SIGPIPE for itself; a job must not inherit that, or `yes | head`
+    would print "Broken pipe" errors instead of ending quietly as in a terminal."""
+    start(executor, "pipe", "grep SigIgn /proc/self/status; yes | head -c 2 >/dev/null", tmp_path)
+    assert run_one(executor, "pipe").succeeded
+    text = lines.text("pipe")
+    ignored = int(text.split("SigIgn:")[1].split()[0], 16)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (sig - 1)), f"{sig.name} is ignored in the job"
+    assert "Broken pipe" not in text
+
+
 def test_partial_last_line_is_delivered(executor: Executor, lines: Lines, tmp_path: Path) -> None:
     start(executor, "nl", "printf 'one\\ntwo'", tmp_path)
     assert run_one(executor, "nl").succeeded

@@ -165,6 +165,9 @@ class Executor:
                     (os.POSIX_SPAWN_DUP2, write_fd, 2),
                 ],
                 setsid=True,
+                # Python ignores these for itself; a job gets the defaults, as from a
+                # shell (subprocess's restore_signals does the same).
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
             )
         except OSError as exc:
             os.close(read_fd)
