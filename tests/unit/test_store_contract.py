@@ -501,6 +501,30 @@ def test_recover_after_lease_expiry_is_not_charged(store: Store, clock: FakeCloc
     assert claim(store, "w2").runs == 2
 
 
+def test_recover_unrenewed_takes_back_exactly_the_named_leases(
+    store: Store, clock: FakeClock
+) -> None:
+    """The caller watched these leases on its monotonic clock: the store's own clock,
+    however far it jumped, decides nothing."""
+    store.enqueue([new_job("watched"), new_job("other"), new_job("lost")])
+    claim(store, "w1")
+    claim(store, "w1")
+    claim(store, "w2")
+    clock.advance(3600)  # every lease has expired by the clock
+    recovered = store.recover(["w2"], STALE, unrenewed=["watched"])
+    assert sorted(r.id for r in recovered) == ["lost", "watched"]
+    assert store.get_job("other").state is JobState.RUNNING
+    assert store.get_job("watched").state is JobState.PENDING
+    assert store.get_job("watched").recoveries == 1
+
+
+def test_recover_unrenewed_takes_a_lease_back_before_it_expires(store: Store) -> None:
+    store.enqueue([new_job("a")])
+    claim(store, "w1")
+    [recovered] = store.recover([], STALE, unrenewed=["a"])
+    assert (recovered.id, recovered.state) == ("a", JobState.PENDING)
+
+
 def test_recover_of_a_lost_worker_is_immediate(store: Store) -> None:
     store.register_worker(worker(store, "w1"))
     store.register_worker(worker(store, "w2"))

@@ -155,6 +155,8 @@ class Worker:
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self._guard_deadline = float("inf")  # monotonic; see guard_window()
+        # Each running job's lease as last seen, with the monotonic time first seen so.
+        self._lease_seen: dict[tuple[str, int, float | None], float] = {}
 
     @property
     def id(self) -> str:
@@ -529,15 +531,41 @@ class Worker:
 
     def _recover(self, store: Store) -> None:
         lost = [w.id for w in store.list_workers() if w.id != self.id and known_dead(w.host, w.pid)]
-        for job in store.recover(lost, stale_after=2 * self.settings.lease_timeout):
+        unrenewed = None if store.shared_clock else self._unrenewed_leases(store)
+        recovered = store.recover(
+            lost, stale_after=2 * self.settings.lease_timeout, unrenewed=unrenewed
+        )
+        for job in recovered:
             verdict = (
                 "dead (lost its worker too many times)"
                 if job.state is JobState.DEAD
                 else "pending again"
             )
             self._event(f"[{job.id}] recovered from lost worker {job.worker_id}: {verdict}", job.id)
-        if lost:
+        if recovered:
             self._claim_now = True
+
+    def _unrenewed_leases(self, store: Store) -> list[str]:
+        """Running jobs whose lease this worker has seen unrenewed for a whole lease.
+
+        Measured on this process's monotonic clock, so a jump of the wall clock
+        (which a SQLite store's `now()` reads) cannot make a live lease look
+        expired: its holder renews it every heartbeat, which changes the value
+        seen here. A lease unrenewed that long also means the holder's watchdog
+        has already stopped the run (see guard_window), so taking the job back
+        never runs it twice at once. The watch starts when this worker first
+        sees a lease, so a worker that has just started waits one lease.
+        """
+        now = time.monotonic()
+        seen: dict[tuple[str, int, float | None], float] = {}
+        unrenewed = []
+        for job in store.list_jobs(JobState.RUNNING):
+            lease = (job.id, job.runs, job.lease_expires_at)
+            since = seen[lease] = self._lease_seen.get(lease, now)
+            if now - since >= self.settings.lease_timeout:
+                unrenewed.append(job.id)
+        self._lease_seen = seen
+        return unrenewed
 
     def _refresh_settings(self, force: bool = False) -> None:
         if force or time.monotonic() - self._settings_read > SETTINGS_REFRESH:
