@@ -34,6 +34,16 @@ from queuectl.timeutil import format_seconds
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a group being stopped
 READ_CHUNK = 65536  # bytes per read from a job's output pipe
 MAX_LINE = 64 * 1024  # bytes; longer "lines" are passed on in pieces
+GATE_CLOSED = 111  # exit code of a shell whose gate closed before its command could run
+
+# The job's shell waits on a gate (fd 3) before it runs the command: the worker
+# opens it only after the watchdog has been told about the new process group, so
+# no job can do anything (kill its own worker, say) that the watchdog could miss.
+# If the worker dies first, the gate closes unopened and the shell exits without
+# running the command. `set --` leaves the command without positional parameters,
+# as under a plain `sh -c COMMAND`; only the shell's own error messages differ
+# (they read "eval: foo: not found").
+GATED_SHELL = f'read _ <&3 || exit {GATE_CLOSED}; exec 3<&-; eval "set --; $1"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,6 +130,7 @@ class Executor:
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._guard_lock = threading.Lock()  # the heartbeat thread writes lease lines too
         self._ended_groups: list[str] = []  # "-PGID" lines not sent to the watchdog yet
+        self._guard_until = float("inf")  # monotonic; see guard_lease()
         if guard:
             self._watchdog = subprocess.Popen(
                 [sys.executable, "-m", "queuectl.queue.watchdog"],
@@ -151,18 +162,20 @@ class Executor:
             raise ValueError(f"run {key!r} is already running")
         log = JobLog(log_path, log_header)
         read_fd, write_fd = os.pipe()
+        gate_r, gate_w = os.pipe()
         try:
             # posix_spawn (vfork + exec) costs half the CPU of subprocess.Popen, which
             # matters for short jobs. Our own descriptors are close-on-exec (PEP 446),
             # so the job inherits only stdin, stdout and stderr.
             pid = os.posix_spawn(
                 "/bin/sh",
-                ["/bin/sh", "-c", command],
+                ["/bin/sh", "-c", GATED_SHELL, "/bin/sh", command],
                 self._job_env(env),
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, self._devnull, 0),
                     (os.POSIX_SPAWN_DUP2, write_fd, 1),
                     (os.POSIX_SPAWN_DUP2, write_fd, 2),
+                    (os.POSIX_SPAWN_DUP2, gate_r, 3),
                 ],
                 setsid=True,
                 # Python ignores these for itself; a job gets the defaults, as from a
@@ -170,12 +183,20 @@ class Executor:
                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
             )
         except OSError as exc:
-            os.close(read_fd)
-            os.close(write_fd)
+            for fd in (read_fd, write_fd, gate_r, gate_w):
+                os.close(fd)
             log.close()
             return Outcome(error=f"cannot start /bin/sh: {exc.strerror}")
         os.close(write_fd)
+        os.close(gate_r)
         self._guard(f"+{pid}")
+        # Past the lease guard (this worker was frozen since its last renewal), the
+        # job may already be someone else's: leave the gate shut, so it never runs.
+        late = self._clock() >= self._guard_until
+        if not late:
+            with contextlib.suppress(OSError):  # the shell is gone already: reaped below
+                os.write(gate_w, b"\n")
+        os.close(gate_w)
         os.set_blocking(read_fd, False)
         pidfd = _pidfd_open(pid)
         now = self._clock()
@@ -187,6 +208,7 @@ class Executor:
             deadline=None if timeout is None else now + timeout,
             pipe_fd=read_fd,
             pidfd=pidfd,
+            interrupted=late,
         )
         self._runs[key] = run
         self._watch(read_fd, run)
@@ -359,8 +381,10 @@ class Executor:
         The worker calls it after each successful lease renewal, with a deadline
         shortly before its leases expire: a worker that is frozen or cut off from
         the database has its jobs stopped before another worker takes them over,
-        so no job ever runs twice at once. Thread-safe.
+        so no job ever runs twice at once. A job started after that deadline
+        never runs its command (see GATED_SHELL). Thread-safe.
         """
+        self._guard_until = self._clock() + seconds
         self._guard(f"lease {max(seconds, 0.0):.3f}")
 
     def _guard(self, line: str) -> None:

@@ -73,6 +73,9 @@ def watch(fd: int) -> int:
                     groups.add(int(line[1:]))
                 else:
                     groups.discard(int(line[1:]))
+        if deadline is not None and time.monotonic() >= deadline:  # lines kept coming
+            _kill(groups)
+            deadline = None
         time.sleep(COALESCE)
 
 
