@@ -16,12 +16,13 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from shlex import quote
 
 import pytest
 
 from queuectl.queue import executor as executor_module
 from queuectl.queue import joblog
-from queuectl.queue.executor import MAX_LINE, READ_CHUNK, Executor, Outcome
+from queuectl.queue.executor import GATE_CLOSED, MAX_LINE, READ_CHUNK, Executor, Outcome
 from tests.helpers import wait_for
 
 # -- /proc helpers ---------------------------------------------------------------------------
@@ -370,6 +371,47 @@ def test_stdin_is_at_eof(executor: Executor, lines: Lines, tmp_path: Path) -> No
     assert outcome.succeeded
     assert outcome.duration < 2
     assert lines.text("cat") == "after-cat\n"
+
+
+def test_job_gets_default_handling_of_sigpipe(
+    executor: Executor, lines: Lines, tmp_path: Path
+) -> None:
+    """Python ignores SIGPIPE for itself; a job must not inherit that, or `yes | head`
+    would print "Broken pipe" errors instead of ending quietly as in a terminal."""
+    start(executor, "pipe", "grep SigIgn /proc/self/status; yes | head -c 2 >/dev/null", tmp_path)
+    assert run_one(executor, "pipe").succeeded
+    text = lines.text("pipe")
+    ignored = int(text.split("SigIgn:")[1].split()[0], 16)
+    for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+        assert not ignored & (1 << (sig - 1)), f"{sig.name} is ignored in the job"
+    assert "Broken pipe" not in text
+
+
+def test_a_job_started_past_the_lease_guard_never_runs_its_command(
+    executor: Executor, tmp_path: Path
+) -> None:
+    """A worker frozen since its last lease renewal may have lost its jobs: what it
+    starts when it wakes up stays behind the shell's gate and never runs."""
+    marker = tmp_path / "ran"
+    executor.guard_lease(0.0)  # the guard's deadline is now
+    start(executor, "late", f"touch {quote(str(marker))}", tmp_path)
+    outcome = run_one(executor, "late")
+    assert outcome.interrupted
+    assert outcome.exit_code == GATE_CLOSED
+    assert not marker.exists()
+    executor.guard_lease(60.0)  # renewed: the next job runs
+    start(executor, "in-time", f"touch {quote(str(marker))}", tmp_path)
+    assert run_one(executor, "in-time").succeeded
+    assert marker.exists()
+
+
+def test_the_command_runs_as_under_sh_c(executor: Executor, lines: Lines, tmp_path: Path) -> None:
+    """The gate around the command changes nothing it can see: no positional
+    parameters, $0 is /bin/sh, fd 3 is closed, and `exit` ends the job."""
+    command = 'echo "$0 $# [$1]"; [ -e /proc/$$/fd/3 ] && echo fd3-open || echo fd3-closed; exit 7'
+    start(executor, "args", command, tmp_path)
+    assert run_one(executor, "args").exit_code == 7
+    assert lines.text("args") == "/bin/sh 0 []\nfd3-closed\n"
 
 
 def test_partial_last_line_is_delivered(executor: Executor, lines: Lines, tmp_path: Path) -> None:

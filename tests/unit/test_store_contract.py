@@ -254,6 +254,44 @@ def test_complete_marks_completed_and_counts_the_attempt(store: Store) -> None:
     assert store.claim("w1", (), LEASE) is None
 
 
+def test_complete_and_claim_completes_the_run_and_claims_the_next_best(store: Store) -> None:
+    store.enqueue([new_job("a"), new_job("b"), new_job("c", priority=5), new_job("d")])
+    first = claim(store)
+    assert first.id == "c"
+    completed, following = store.complete_and_claim(
+        "c", first.runs, "w1", 0, queues=(), lease_seconds=LEASE
+    )
+    assert completed
+    assert store.get_job("c").state is JobState.COMPLETED
+    assert following is not None
+    assert following.id == "a"
+    assert following.state is JobState.RUNNING
+    assert following.worker_id == "w1"
+    assert following.lease_expires_at == at(store.now() + LEASE)
+
+
+def test_complete_and_claim_is_fenced_and_still_claims(store: Store) -> None:
+    store.enqueue([new_job("a"), new_job("b", queue="other")])
+    job = claim(store)
+    completed, following = store.complete_and_claim(
+        "a", job.runs + 1, "w1", 0, queues=("other",), lease_seconds=LEASE
+    )
+    assert not completed  # a stale run's result is discarded ...
+    assert store.get_job("a").state is JobState.RUNNING
+    assert following is not None  # ... and the claim keeps its own contract
+    assert following.id == "b"
+
+
+def test_complete_and_claim_on_an_emptied_queue_claims_nothing(store: Store) -> None:
+    store.enqueue([new_job("a")])
+    job = claim(store)
+    assert store.complete_and_claim("a", job.runs, "w1", 0, queues=(), lease_seconds=LEASE) == (
+        True,
+        None,
+    )
+    assert store.get_job("a").state is JobState.COMPLETED
+
+
 def test_fail_makes_the_job_failed_until_retry_in_has_passed(
     store: Store, clock: FakeClock
 ) -> None:
@@ -461,6 +499,30 @@ def test_recover_after_lease_expiry_is_not_charged(store: Store, clock: FakeCloc
     assert job.next_attempt_at == at(store.now())
     assert job.last_error  # says why
     assert claim(store, "w2").runs == 2
+
+
+def test_recover_unrenewed_takes_back_exactly_the_named_leases(
+    store: Store, clock: FakeClock
+) -> None:
+    """The caller watched these leases on its monotonic clock: the store's own clock,
+    however far it jumped, decides nothing."""
+    store.enqueue([new_job("watched"), new_job("other"), new_job("lost")])
+    claim(store, "w1")
+    claim(store, "w1")
+    claim(store, "w2")
+    clock.advance(3600)  # every lease has expired by the clock
+    recovered = store.recover(["w2"], STALE, unrenewed=["watched"])
+    assert sorted(r.id for r in recovered) == ["lost", "watched"]
+    assert store.get_job("other").state is JobState.RUNNING
+    assert store.get_job("watched").state is JobState.PENDING
+    assert store.get_job("watched").recoveries == 1
+
+
+def test_recover_unrenewed_takes_a_lease_back_before_it_expires(store: Store) -> None:
+    store.enqueue([new_job("a")])
+    claim(store, "w1")
+    [recovered] = store.recover([], STALE, unrenewed=["a"])
+    assert (recovered.id, recovered.state) == ("a", JobState.PENDING)
 
 
 def test_recover_of_a_lost_worker_is_immediate(store: Store) -> None:

@@ -8,6 +8,7 @@ lease expiry happen by advancing the clock, never by waiting.
 from __future__ import annotations
 
 import io
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -392,6 +393,44 @@ def test_heartbeat_keeps_a_held_job(rig: Rig) -> None:
     assert running_here(rig, w, "held")()
     assert rig.job("held").state is JobState.RUNNING
     assert "lease lost" not in rig.err(w)
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+def test_a_wall_clock_jump_does_not_take_a_live_lease(rig: Rig) -> None:
+    """SQLite's times come from the host clock: an hour's jump makes every lease look
+    expired. Another worker takes a job back only once it has seen the lease
+    unrenewed for a whole lease on its own monotonic clock. (PostgreSQL's times
+    come from the server, one clock for all: see test_store_contract.)"""
+    rig.store.set_config("heartbeat_interval", "0.2")
+    rig.store.set_config("lease_timeout", "2")
+    rig.enqueue("held", "sleep 30")
+    holder = rig.worker(worker_id="w-holder")
+    step_until(holder, running_here(rig, holder, "held"), "job to start")
+    watcher = rig.worker(worker_id="w-watcher")
+    holder_store, watcher_store = rig.open_store(), rig.open_store()
+    holder.beat(holder_store)
+    watcher.beat(watcher_store)  # starts watching the lease
+    rig.clock.advance(3600)  # the wall clock jumps an hour ahead
+    renewals_until = time.monotonic() + 3 * watcher.settings.lease_timeout
+    while time.monotonic() < renewals_until:  # the holder renews on every heartbeat
+        watcher.beat(watcher_store)  # first: it sees the lease expired by the clock
+        holder.beat(holder_store)
+        rig.clock.advance(watcher.settings.heartbeat_interval)  # the clock goes on
+        holder.step(max_wait=watcher.settings.heartbeat_interval)
+    job = rig.job("held")
+    assert (job.state, job.worker_id, job.recoveries) == (JobState.RUNNING, "w-holder", 0)
+    assert "recovered" not in rig.err(watcher)
+
+    # A holder that stops renewing (frozen) does lose the job, after one lease.
+    stopped_at = time.monotonic()
+
+    def taken_back() -> bool:
+        watcher.beat(watcher_store)
+        return rig.job("held").state is JobState.PENDING
+
+    wait_for(taken_back, timeout=DEADLINE, interval=0.1, message="the unrenewed lease taken back")
+    assert time.monotonic() - stopped_at >= watcher.settings.lease_timeout
+    assert "recovered from lost worker w-holder" in rig.err(watcher)
 
 
 def test_a_stop_requested_from_elsewhere_reaches_the_worker(rig: Rig) -> None:

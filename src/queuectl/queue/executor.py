@@ -4,7 +4,7 @@ Each command runs as `/bin/sh -c COMMAND` in a new session (its own process
 group), stdin from /dev/null, stdout and stderr merged into one pipe that is
 copied to the job's log and handed line by line to an `on_line` callback.
 
-One thread multiplexes everything with a selector: the output pipes, a pidfd
+One thread multiplexes everything with poll(2): the output pipes, a pidfd
 per process (so a job whose background child keeps the pipe open still
 finishes when its shell exits), and an optional wake-up fd. Timeouts use the
 monotonic clock. Stopping a job signals the whole group, SIGTERM, then SIGKILL
@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import math
 import os
-import selectors
+import select
 import signal
 import subprocess
 import sys
@@ -25,7 +26,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
+from os import PathLike
 
 from queuectl.queue.joblog import JobLog
 from queuectl.timeutil import format_seconds
@@ -33,6 +34,16 @@ from queuectl.timeutil import format_seconds
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a group being stopped
 READ_CHUNK = 65536  # bytes per read from a job's output pipe
 MAX_LINE = 64 * 1024  # bytes; longer "lines" are passed on in pieces
+GATE_CLOSED = 111  # exit code of a shell whose gate closed before its command could run
+
+# The job's shell waits on a gate (fd 3) before it runs the command: the worker
+# opens it only after the watchdog has been told about the new process group, so
+# no job can do anything (kill its own worker, say) that the watchdog could miss.
+# If the worker dies first, the gate closes unopened and the shell exits without
+# running the command. `set --` leaves the command without positional parameters,
+# as under a plain `sh -c COMMAND`; only the shell's own error messages differ
+# (they read "eval: foo: not found").
+GATED_SHELL = f'read _ <&3 || exit {GATE_CLOSED}; exec 3<&-; eval "set --; $1"'
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,13 +119,18 @@ class Executor:
         self._on_line = on_line
         self._kill_grace = kill_grace
         self._clock = clock
-        self._selector = selectors.DefaultSelector()
+        # poll(2) rather than `selectors`: its bookkeeping per registration and per
+        # wake-up was a measurable share of a short job's cost in the worker.
+        self._poller = select.poll()
+        self._watched: dict[int, _Run | None] = {}  # fd -> its run (None: a wake-up fd)
         self._devnull = os.open(os.devnull, os.O_RDONLY)  # every job's stdin
         self._runs: dict[str, _Run] = {}
         # Encoded once, not for every job (posix_spawn wants bytes).
         self._base_env = {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
         self._watchdog: subprocess.Popen[bytes] | None = None
         self._guard_lock = threading.Lock()  # the heartbeat thread writes lease lines too
+        self._ended_groups: list[str] = []  # "-PGID" lines not sent to the watchdog yet
+        self._guard_until = float("inf")  # monotonic; see guard_lease()
         if guard:
             self._watchdog = subprocess.Popen(
                 [sys.executable, "-m", "queuectl.queue.watchdog"],
@@ -132,41 +148,55 @@ class Executor:
         key: str,
         command: str,
         *,
-        log_path: Path,
-        log_header: str,
+        log_path: str | PathLike[str],
+        log_header: str | Callable[[], str],
         env: Mapping[str, str],
         timeout: float | None = None,
     ) -> Outcome | None:
         """Start `command` under `key`. Returns an Outcome at once if it could not start.
 
+        A callable `log_header` is called only if the command prints something.
         A key names one run; starting a key that is still running is a caller bug.
         """
         if key in self._runs:
             raise ValueError(f"run {key!r} is already running")
         log = JobLog(log_path, log_header)
         read_fd, write_fd = os.pipe()
+        gate_r, gate_w = os.pipe()
         try:
             # posix_spawn (vfork + exec) costs half the CPU of subprocess.Popen, which
             # matters for short jobs. Our own descriptors are close-on-exec (PEP 446),
             # so the job inherits only stdin, stdout and stderr.
             pid = os.posix_spawn(
                 "/bin/sh",
-                ["/bin/sh", "-c", command],
-                {**self._base_env, **{os.fsencode(k): os.fsencode(v) for k, v in env.items()}},
+                ["/bin/sh", "-c", GATED_SHELL, "/bin/sh", command],
+                self._job_env(env),
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, self._devnull, 0),
                     (os.POSIX_SPAWN_DUP2, write_fd, 1),
                     (os.POSIX_SPAWN_DUP2, write_fd, 2),
+                    (os.POSIX_SPAWN_DUP2, gate_r, 3),
                 ],
                 setsid=True,
+                # Python ignores these for itself; a job gets the defaults, as from a
+                # shell (subprocess's restore_signals does the same).
+                setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
             )
         except OSError as exc:
-            os.close(read_fd)
-            os.close(write_fd)
+            for fd in (read_fd, write_fd, gate_r, gate_w):
+                os.close(fd)
             log.close()
             return Outcome(error=f"cannot start /bin/sh: {exc.strerror}")
         os.close(write_fd)
+        os.close(gate_r)
         self._guard(f"+{pid}")
+        # Past the lease guard (this worker was frozen since its last renewal), the
+        # job may already be someone else's: leave the gate shut, so it never runs.
+        late = self._clock() >= self._guard_until
+        if not late:
+            with contextlib.suppress(OSError):  # the shell is gone already: reaped below
+                os.write(gate_w, b"\n")
+        os.close(gate_w)
         os.set_blocking(read_fd, False)
         pidfd = _pidfd_open(pid)
         now = self._clock()
@@ -178,12 +208,27 @@ class Executor:
             deadline=None if timeout is None else now + timeout,
             pipe_fd=read_fd,
             pidfd=pidfd,
+            interrupted=late,
         )
         self._runs[key] = run
-        self._selector.register(read_fd, selectors.EVENT_READ, run)
+        self._watch(read_fd, run)
         if pidfd is not None:
-            self._selector.register(pidfd, selectors.EVENT_READ, run)
+            self._watch(pidfd, run)
         return None
+
+    def _job_env(self, extra: Mapping[str, str]) -> dict[bytes, bytes]:
+        env = self._base_env.copy()
+        for name, value in extra.items():
+            env[name.encode("utf-8", "surrogateescape")] = value.encode("utf-8", "surrogateescape")
+        return env
+
+    def _watch(self, fd: int, run: _Run | None) -> None:
+        self._poller.register(fd, select.POLLIN)
+        self._watched[fd] = run
+
+    def _unwatch(self, fd: int) -> None:
+        self._poller.unregister(fd)
+        del self._watched[fd]
 
     def stop(self, key: str, *, grace: float | None = None) -> None:
         """Stop a run: SIGTERM its group now, SIGKILL after `grace` seconds.
@@ -203,7 +248,7 @@ class Executor:
 
     def add_wakeup_fd(self, fd: int) -> None:
         """Make `poll()` return when `fd` becomes readable (its data is drained)."""
-        self._selector.register(fd, selectors.EVENT_READ, None)
+        self._watch(fd, None)
 
     @property
     def running(self) -> frozenset[str]:
@@ -216,14 +261,21 @@ class Executor:
 
         Returns the runs that ended, with their outcomes.
         """
+        if self._ended_groups:
+            self._guard("")  # before sleeping: tell the watchdog which groups ended
         timeout = min(timeout, self._next_deadline_in())
-        events = self._selector.select(max(timeout, 0.0))
+        # poll(2) takes whole milliseconds: round up, or a wait for a deadline would
+        # return just before it, with nothing to do, again and again.
+        wait_ms = -1 if math.isinf(timeout) else math.ceil(max(timeout, 0.0) * 1000)
+        events = self._poller.poll(wait_ms)
         exited: set[_Run] = set()
-        for key, _mask in events:
-            run = key.data
+        for fd, _mask in events:
+            if fd not in self._watched:
+                continue  # closed by an earlier event of this round
+            run = self._watched[fd]
             if run is None:
-                _drain(key.fd)
-            elif key.fd == run.pipe_fd:
+                _drain(fd)
+            elif fd == run.pipe_fd:
                 self._read_output(run)
             else:
                 exited.add(run)
@@ -264,7 +316,7 @@ class Executor:
                     continue
                 return False
             if not data:
-                self._selector.unregister(run.pipe_fd)
+                self._unwatch(run.pipe_fd)
                 os.close(run.pipe_fd)
                 run.pipe_fd = -1
                 return False
@@ -293,15 +345,18 @@ class Executor:
         if returncode is None:  # still running (close() killed it): wait for it
             _, status = os.waitpid(run.pid, 0)
             returncode = os.waitstatus_to_exitcode(status)
-        self._guard(f"-{run.pid}")
+        # Sent with the next write (a start, or before poll() sleeps): the group is
+        # dead and reaped, so there is no hurry, and one write per job is cheaper.
+        with self._guard_lock:  # _guard() swaps the list from the heartbeat thread too
+            self._ended_groups.append(f"-{run.pid}")
         if run.pipe_fd >= 0:
             self._read_output(run)  # what was written before exit
         if run.pipe_fd >= 0:
-            self._selector.unregister(run.pipe_fd)
+            self._unwatch(run.pipe_fd)
             os.close(run.pipe_fd)
             run.pipe_fd = -1
         if run.pidfd is not None:
-            self._selector.unregister(run.pidfd)
+            self._unwatch(run.pidfd)
             os.close(run.pidfd)
         if run.partial and self._on_line is not None:
             self._on_line(run.key, bytes(run.partial) + b"\n")
@@ -326,17 +381,22 @@ class Executor:
         The worker calls it after each successful lease renewal, with a deadline
         shortly before its leases expire: a worker that is frozen or cut off from
         the database has its jobs stopped before another worker takes them over,
-        so no job ever runs twice at once. Thread-safe.
+        so no job ever runs twice at once. A job started after that deadline
+        never runs its command (see GATED_SHELL). Thread-safe.
         """
+        self._guard_until = self._clock() + seconds
         self._guard(f"lease {max(seconds, 0.0):.3f}")
 
     def _guard(self, line: str) -> None:
+        """Send `line` (if any) to the watchdog, after the "-PGID" lines waiting."""
         with self._guard_lock:
+            lines = [*self._ended_groups, line] if line else self._ended_groups
+            self._ended_groups = []
             if self._watchdog is None or self._watchdog.stdin is None:
                 return
             # A gone watchdog: jobs still run, they just lose the guard.
             with contextlib.suppress(OSError, ValueError):
-                os.write(self._watchdog.stdin.fileno(), line.encode() + b"\n")
+                os.write(self._watchdog.stdin.fileno(), ("\n".join(lines) + "\n").encode())
 
     def close(self) -> None:
         """Release everything. Runs still going are killed (callers stop them first)."""
@@ -350,7 +410,7 @@ class Executor:
                 self._watchdog.stdin.close()
                 self._watchdog.wait()
                 self._watchdog = None
-        self._selector.close()
+        self._watched.clear()
         os.close(self._devnull)
 
 

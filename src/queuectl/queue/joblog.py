@@ -9,16 +9,23 @@ one and two `LOG_MAX_BYTES` of its latest output, however much it prints.
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from queuectl.paths import make_private_dir
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from os import PathLike
 
 LOG_MAX_BYTES = 1024 * 1024  # per file; at most twice this is kept per job
 
 
-def log_path(logs_dir: Path, job_id: str) -> Path:
-    """Where a job's current log lives. Job ids are validated to be file-name safe."""
-    return logs_dir / f"{job_id}.log"
+def log_path(logs_dir: str | PathLike[str], job_id: str) -> str:
+    """Where a job's current log lives. Job ids are validated to be file-name safe.
+
+    A string, not a Path: a worker computes one per job, and a Path costs more.
+    """
+    return os.path.join(logs_dir, job_id + ".log")
 
 
 class JobLog:
@@ -26,16 +33,22 @@ class JobLog:
 
     The file is opened when the run first prints (with `header` before the
     output): creating a file costs more than starting a short command on some
-    disks, and a silent job needs no log. An error opening or writing is kept in
+    disks, and a silent job needs no log. A callable `header` is formatted only
+    then, too. An error opening or writing is kept in
     `error` and further output is dropped, so a full disk fails the job with a
     clear reason instead of stopping the worker.
     """
 
-    def __init__(self, path: Path, header: str, max_bytes: int = LOG_MAX_BYTES) -> None:
-        self.path = path
+    def __init__(
+        self,
+        path: str | PathLike[str],
+        header: str | Callable[[], str],
+        max_bytes: int = LOG_MAX_BYTES,
+    ) -> None:
+        self.path = os.fspath(path)
         self.max_bytes = max_bytes
         self.error: str | None = None
-        self._header: bytes | None = header.encode()
+        self._header: str | Callable[[], str] | None = header
         self._fd = -1
         self._size = 0
 
@@ -43,7 +56,7 @@ class JobLog:
         try:
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         except FileNotFoundError:  # the directory is missing: create it (0700) once
-            make_private_dir(self.path.parent)
+            make_private_dir(os.path.dirname(self.path))
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = os.fstat(self._fd).st_size
 
@@ -52,7 +65,8 @@ class JobLog:
             return
         try:
             if self._header is not None:
-                data, self._header = self._header + data, None
+                header = self._header if isinstance(self._header, str) else self._header()
+                data, self._header = header.encode() + data, None
                 self._open()
             if self._size + len(data) > self.max_bytes and self._size > 0:
                 self._rotate()
@@ -68,7 +82,7 @@ class JobLog:
     def _rotate(self) -> None:
         os.close(self._fd)
         self._fd = -1
-        os.replace(self.path, self.path.with_name(self.path.name + ".1"))
+        os.replace(self.path, self.path + ".1")
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = 0
 
@@ -78,12 +92,14 @@ class JobLog:
             self._fd = -1
 
 
-def read_log(path: Path) -> bytes:
+def read_log(path: str | PathLike[str]) -> bytes:
     """The job's kept output, oldest first (the rotated part, then the current file)."""
+    current = os.fspath(path)
     parts = []
-    for candidate in (path.with_name(path.name + ".1"), path):
+    for candidate in (current + ".1", current):
         try:
-            parts.append(candidate.read_bytes())
+            with open(candidate, "rb") as handle:
+                parts.append(handle.read())
         except FileNotFoundError:
             continue
     return b"".join(parts)

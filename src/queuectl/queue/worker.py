@@ -144,6 +144,8 @@ class Worker:
         self._watcher: threading.Thread | None = None
         self._due_at: float | None = None  # store clock: when a waiting job becomes runnable
         self._claim_now = True
+        #: Claimed together with recording an outcome (complete_and_claim), to launch.
+        self._next: Job | None = None
         self._stopping = False
         self._forced = False
         self._wake_r, self._wake_w = os.pipe()
@@ -153,6 +155,8 @@ class Worker:
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self._guard_deadline = float("inf")  # monotonic; see guard_window()
+        # Each running job's lease as last seen, with the monotonic time first seen so.
+        self._lease_seen: dict[tuple[str, int, float | None], float] = {}
 
     @property
     def id(self) -> str:
@@ -304,6 +308,9 @@ class Worker:
                 reason = "stopped: its worker could not renew the lease in time (not charged)"
             self._record(item.running, outcome, reason)
             self._unrecorded.pop(0)
+            if self._next is not None:
+                job, self._next = self._next, None
+                self._launch(job)
 
     def _apply_flags(self) -> None:
         signals = self._flags.signals
@@ -334,16 +341,35 @@ class Worker:
         self._refresh_settings()
         while len(self._running) < self.concurrency:
             job = self.store.claim(self.id, self.queues, self.settings.lease_timeout)
-            if job is None:
-                self._due_at = self.store.next_due_at(self.queues)
-                self._claim_now = False
-                self._want_wakeup.set()
+            if not self._claimed(job):
                 break
+            assert job is not None
             claimed += 1
             self._launch(job)
-        if claimed:
-            self._claim_now = True  # more may be waiting: look again when a slot frees
         return claimed
+
+    def _claimed(self, job: Job | None) -> bool:
+        """Note what a claim found; True when it got a job."""
+        if job is None:
+            self._due_at = self.store.next_due_at(self.queues)
+            self._claim_now = False
+            self._want_wakeup.set()
+            return False
+        self._claim_now = True  # more may be waiting: look again when a slot frees
+        return True
+
+    def _claims_after_success(self) -> bool:
+        """Whether recording a success should claim the next job in the same write.
+
+        Only while the queue is known to be busy (the last claim found a job):
+        an idle worker claims when the watcher or a due time says so.
+        """
+        return (
+            self._claim_now
+            and not self._stopping
+            and len(self._running) < self.concurrency
+            and time.monotonic() >= self._storage_retry_at
+        )
 
     def _should_try_claim(self) -> bool:
         if self._watcher is None:  # driven by step() alone: look for changes ourselves
@@ -371,10 +397,14 @@ class Worker:
             f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): {job.command}",
             job.id,
         )
-        header = (
-            f"=== run {job.runs} (attempt {attempt}) started {to_iso(self.store.now())} "
-            f"on {self.info.host} by {self.id} ===\n"
-        )
+        started = self.store.now()
+
+        def header() -> str:  # formatted only if the job prints something
+            return (
+                f"=== run {job.runs} (attempt {attempt}) started {to_iso(started)} "
+                f"on {self.info.host} by {self.id} ===\n"
+            )
+
         failure = self.executor.start(
             key,
             job.command,
@@ -398,8 +428,21 @@ class Worker:
             ok = self.store.release(job.id, job.runs, self.id, interrupt_reason)
             message = "interrupted; back to pending (not charged)"
         elif outcome.succeeded:
-            ok = self.store.complete(job.id, job.runs, self.id, outcome.exit_code or 0)
             message = f"completed in {took}"
+            if self._claims_after_success():
+                self._refresh_settings()
+                ok, claimed = self.store.complete_and_claim(
+                    job.id,
+                    job.runs,
+                    self.id,
+                    outcome.exit_code or 0,
+                    queues=self.queues,
+                    lease_seconds=self.settings.lease_timeout,
+                )
+                if self._claimed(claimed):
+                    self._next = claimed  # launched once this outcome is off the list
+            else:
+                ok = self.store.complete(job.id, job.runs, self.id, outcome.exit_code or 0)
         else:
             self._refresh_settings(force=True)
             policy = RetryPolicy(self.settings.backoff_base, self.settings.backoff_max)
@@ -488,15 +531,41 @@ class Worker:
 
     def _recover(self, store: Store) -> None:
         lost = [w.id for w in store.list_workers() if w.id != self.id and known_dead(w.host, w.pid)]
-        for job in store.recover(lost, stale_after=2 * self.settings.lease_timeout):
+        unrenewed = None if store.shared_clock else self._unrenewed_leases(store)
+        recovered = store.recover(
+            lost, stale_after=2 * self.settings.lease_timeout, unrenewed=unrenewed
+        )
+        for job in recovered:
             verdict = (
                 "dead (lost its worker too many times)"
                 if job.state is JobState.DEAD
                 else "pending again"
             )
             self._event(f"[{job.id}] recovered from lost worker {job.worker_id}: {verdict}", job.id)
-        if lost:
+        if recovered:
             self._claim_now = True
+
+    def _unrenewed_leases(self, store: Store) -> list[str]:
+        """Running jobs whose lease this worker has seen unrenewed for a whole lease.
+
+        Measured on this process's monotonic clock, so a jump of the wall clock
+        (which a SQLite store's `now()` reads) cannot make a live lease look
+        expired: its holder renews it every heartbeat, which changes the value
+        seen here. A lease unrenewed that long also means the holder's watchdog
+        has already stopped the run (see guard_window), so taking the job back
+        never runs it twice at once. The watch starts when this worker first
+        sees a lease, so a worker that has just started waits one lease.
+        """
+        now = time.monotonic()
+        seen: dict[tuple[str, int, float | None], float] = {}
+        unrenewed = []
+        for job in store.list_jobs(JobState.RUNNING):
+            lease = (job.id, job.runs, job.lease_expires_at)
+            since = seen[lease] = self._lease_seen.get(lease, now)
+            if now - since >= self.settings.lease_timeout:
+                unrenewed.append(job.id)
+        self._lease_seen = seen
+        return unrenewed
 
     def _refresh_settings(self, force: bool = False) -> None:
         if force or time.monotonic() - self._settings_read > SETTINGS_REFRESH:

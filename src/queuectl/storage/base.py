@@ -29,6 +29,11 @@ CHANGE_POLL_MAX = 0.010  # seconds: the cap polling backs off to (bounds pickup 
 
 
 class Store(abc.ABC):
+    #: Whether every process reads one clock (the database server's). Then a lease
+    #: that has expired by `now()` has expired for its holder too. SQLite reads
+    #: each process's host clock, which can jump: a jump forward would make live
+    #: leases look expired (see the worker's `_unrenewed_leases`).
+    shared_clock: bool = False
     """Queue-shaped persistence. One instance belongs to one thread."""
 
     #: Short backend name shown by `status` ("sqlite", "postgresql").
@@ -60,6 +65,24 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def complete(self, job_id: str, run: int, worker_id: str, exit_code: int) -> bool:
         """Fenced: the run succeeded; the job is `completed` and `attempts` goes up by one."""
+
+    def complete_and_claim(
+        self,
+        job_id: str,
+        run: int,
+        worker_id: str,
+        exit_code: int,
+        *,
+        queues: Sequence[str],
+        lease_seconds: float,
+    ) -> tuple[bool, Job | None]:
+        """`complete()`, then `claim()` for the same worker: a busy worker's step.
+
+        A backend may do both in one transaction (SQLite: one write lock and one
+        commit instead of two); either way each part keeps its own contract.
+        """
+        completed = self.complete(job_id, run, worker_id, exit_code)
+        return completed, self.claim(worker_id, queues, lease_seconds)
 
     @abc.abstractmethod
     def fail(
@@ -136,13 +159,24 @@ class Store(abc.ABC):
         """
 
     @abc.abstractmethod
-    def recover(self, lost_worker_ids: Sequence[str], stale_after: float) -> list[RecoveredJob]:
+    def recover(
+        self,
+        lost_worker_ids: Sequence[str],
+        stale_after: float,
+        *,
+        unrenewed: Sequence[str] | None = None,
+    ) -> list[RecoveredJob]:
         """Take back running jobs whose lease expired or whose worker is known lost.
 
         Each such job's `recoveries` goes up by one; it becomes `pending`, runnable
         now, without charging an attempt, or `dead` once `recoveries` reaches
         `max(max_retries, 1)`. Rows of lost workers and of workers silent for
         more than `stale_after` seconds are deleted.
+
+        `unrenewed`: instead of "the lease expired by `now()`", take back exactly
+        these running jobs (besides the lost workers'): the caller watched their
+        leases stay unrenewed for a whole lease on its own monotonic clock. For a
+        store without a `shared_clock`, whose `now()` can jump.
         """
 
     @abc.abstractmethod

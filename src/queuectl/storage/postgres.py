@@ -154,6 +154,7 @@ class PostgresStore(Store):
     """A queue in a PostgreSQL database (the tables live in the connection's schema)."""
 
     backend = "postgresql"
+    shared_clock = True  # queuectl_now(): the server's clock, for every worker on every host
 
     def __init__(
         self,
@@ -559,10 +560,17 @@ class PostgresStore(Store):
             stop_requested=bool(row["stop_requested"]) if row else False,
         )
 
-    def recover(self, lost_worker_ids: Sequence[str], stale_after: float) -> list[RecoveredJob]:
+    def recover(
+        self,
+        lost_worker_ids: Sequence[str],
+        stale_after: float,
+        *,
+        unrenewed: Sequence[str] | None = None,
+    ) -> list[RecoveredJob]:
         lost = list(lost_worker_ids)
+        params = {"lost": lost, "unrenewed": None if unrenewed is None else list(unrenewed)}
         with self._tx() as conn:
-            rows = conn.execute(Q["recover_jobs"], {"lost": lost}).fetchall()
+            rows = conn.execute(Q["recover_jobs"], params).fetchall()
             conn.execute(Q["prune_workers"], {"lost": lost, "stale_after": stale_after})
             if rows:
                 self._notify(conn)

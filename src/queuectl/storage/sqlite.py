@@ -40,6 +40,7 @@ if TYPE_CHECKING:
 
 BUSY_TIMEOUT = 5.0  # seconds SQLite's own busy handler waits per statement
 BUSY_GIVE_UP = 120.0  # seconds of retrying before StorageBusy reaches the user
+JUMP_TOLERANCE = 1.0  # seconds the wall clock may get ahead of a steady clock unquestioned
 Q = load_queries("sqlite.sql")
 
 
@@ -110,7 +111,7 @@ class SQLiteStore(Store):
         path: str | os.PathLike[str],
         *,
         durable: bool = True,
-        clock: Callable[[], float] = time.time,
+        clock: Callable[[], float] | None = None,
         migrate: bool = True,
     ) -> None:
         """Open (creating if needed) the database at `path`.
@@ -119,9 +120,13 @@ class SQLiteStore(Store):
         as every write that acknowledges something to a user must be. Workers pass
         False for their bookkeeping: after a power loss at worst a finished run is
         forgotten and the job runs again (at-least-once holds).
+        `clock`: where times come from; by default the wall clock, and for a
+        worker's connections (`durable=False`) a `SteadyClock`.
         """
         self.path = os.path.expanduser(os.fspath(path))
         self.location = self.path
+        if clock is None:
+            clock = time.time if durable else SteadyClock(self.newest_foreign_time)
         self._clock = clock
         self._conn = self._connect(durable)
         if migrate:
@@ -215,6 +220,18 @@ class SQLiteStore(Store):
     def now(self) -> float:
         return self._clock()
 
+    def newest_foreign_time(self) -> float | None:
+        """The newest time the database holds from a heartbeat or an enqueue, or None.
+
+        Used by `SteadyClock` to tell a jump of the whole host's clock (others
+        write the new times too) from a jump of this process's clock alone.
+        """
+        try:
+            row = self._conn.execute(Q["newest_time"]).fetchone()
+        except sqlite3.Error:
+            return None  # asked from inside the clock: never raise from there
+        return None if row[0] is None else float(row[0])
+
     def close(self) -> None:
         self._conn.close()
 
@@ -252,21 +269,32 @@ class SQLiteStore(Store):
 
     @_retry_busy
     def claim(self, worker_id: str, queues: Sequence[str], lease_seconds: float) -> Job | None:
-        now = self._clock()
         with self._write() as conn:
-            row = conn.execute(
-                Q["claim_job_in_queues" if queues else "claim_job"],
-                {
-                    "worker_id": worker_id,
-                    "now": now,
-                    "lease_until": now + lease_seconds,
-                    "queues": _queues_param(queues),
-                },
-            ).fetchone()
+            return self._claim(conn, worker_id, queues, lease_seconds)
+
+    def _claim(
+        self, conn: sqlite3.Connection, worker_id: str, queues: Sequence[str], lease_seconds: float
+    ) -> Job | None:
+        now = self._clock()
+        row = conn.execute(
+            Q["claim_job_in_queues" if queues else "claim_job"],
+            {
+                "worker_id": worker_id,
+                "now": now,
+                "lease_until": now + lease_seconds,
+                "queues": _queues_param(queues),
+            },
+        ).fetchone()
         return Job.from_row(row) if row else None
 
     @_retry_busy
     def complete(self, job_id: str, run: int, worker_id: str, exit_code: int) -> bool:
+        with self._write() as conn:
+            return self._complete(conn, job_id, run, worker_id, exit_code)
+
+    def _complete(
+        self, conn: sqlite3.Connection, job_id: str, run: int, worker_id: str, exit_code: int
+    ) -> bool:
         params = {
             "id": job_id,
             "run": run,
@@ -274,8 +302,26 @@ class SQLiteStore(Store):
             "exit_code": exit_code,
             "now": self._clock(),
         }
+        return conn.execute(Q["complete_job"], params).rowcount == 1
+
+    @_retry_busy
+    def complete_and_claim(
+        self,
+        job_id: str,
+        run: int,
+        worker_id: str,
+        exit_code: int,
+        *,
+        queues: Sequence[str],
+        lease_seconds: float,
+    ) -> tuple[bool, Job | None]:
+        # One transaction: the pages both statements touch (the jobs_by_state and
+        # jobs_running index pages, often the table page) are written once, and
+        # there is one lock and one commit instead of two (measured: 181 against
+        # 220 us of CPU for the pair).
         with self._write() as conn:
-            return conn.execute(Q["complete_job"], params).rowcount == 1
+            completed = self._complete(conn, job_id, run, worker_id, exit_code)
+            return completed, self._claim(conn, worker_id, queues, lease_seconds)
 
     @_retry_busy
     def fail(
@@ -412,11 +458,22 @@ class SQLiteStore(Store):
         )
 
     @_retry_busy
-    def recover(self, lost_worker_ids: Sequence[str], stale_after: float) -> list[RecoveredJob]:
+    def recover(
+        self,
+        lost_worker_ids: Sequence[str],
+        stale_after: float,
+        *,
+        unrenewed: Sequence[str] | None = None,
+    ) -> list[RecoveredJob]:
         now = self._clock()
         lost = json.dumps(list(lost_worker_ids))
+        params = {
+            "now": now,
+            "lost": lost,
+            "unrenewed": None if unrenewed is None else json.dumps(list(unrenewed)),
+        }
         with self._write() as conn:
-            rows = conn.execute(Q["recover_jobs"], {"now": now, "lost": lost}).fetchall()
+            rows = conn.execute(Q["recover_jobs"], params).fetchall()
             conn.execute(Q["prune_workers"], {"now": now, "lost": lost, "stale_after": stale_after})
         return [RecoveredJob(id=r[0], worker_id=r[1], state=JobState(r[2])) for r in rows]
 
@@ -455,6 +512,48 @@ class SQLiteStore(Store):
     def set_config(self, key: str, value: str) -> None:
         with self._write() as conn:
             conn.execute(Q["set_config"], {"key": key, "value": value})
+
+
+class SteadyClock:
+    """A worker's clock: the wall clock, but a jump forward is believed only once
+    other processes' writes show the same time.
+
+    Times in a SQLite queue come from each process's own wall clock. A worker
+    whose clock jumps ahead (a bad NTP step, a wrong `date -s`) would otherwise
+    run delayed and scheduled jobs early. After a jump forward of more than
+    JUMP_TOLERANCE, this clock keeps counting from before the jump on
+    CLOCK_BOOTTIME (which also counts time suspended, so resuming a laptop is
+    no jump) until the newest time in the database, written by an enqueue or
+    by another worker's heartbeat, confirms that the whole host moved. A jump
+    backward is followed at once: it can only make jobs run later. Leases do
+    not rely on any of this (see the worker's `_unrenewed_leases`).
+    """
+
+    def __init__(
+        self,
+        newest_foreign_time: Callable[[], float | None],
+        *,
+        wall: Callable[[], float] = time.time,
+        steady: Callable[[], float] | None = None,
+    ) -> None:
+        self._newest_foreign_time = newest_foreign_time
+        self._wall = wall
+        self._steady = steady or _boottime
+        self._offset = wall() - self._steady()  # wall time = steady time + offset
+
+    def __call__(self) -> float:
+        wall, steady = self._wall(), self._steady()
+        kept = steady + self._offset
+        if wall > kept + JUMP_TOLERANCE:
+            confirmed = self._newest_foreign_time()
+            if confirmed is None or confirmed < wall - JUMP_TOLERANCE:
+                return kept
+        self._offset = wall - steady  # follows slewing, backward jumps, confirmed jumps
+        return wall
+
+
+def _boottime() -> float:
+    return time.clock_gettime(getattr(time, "CLOCK_BOOTTIME", time.CLOCK_MONOTONIC))
 
 
 class _WriteTransaction:

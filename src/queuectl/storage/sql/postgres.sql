@@ -177,7 +177,9 @@ UPDATE jobs
        updated_at = queuectl_now(),
        lease_expires_at = NULL
  WHERE state = 'running'
-   AND (lease_expires_at < queuectl_now() OR worker_id = ANY(%(lost)s::text[]))
+   AND (CASE WHEN %(unrenewed)s::text[] IS NULL THEN lease_expires_at < queuectl_now()
+             ELSE id = ANY(%(unrenewed)s::text[]) END
+        OR worker_id = ANY(%(lost)s::text[]))
 RETURNING id, worker_id, state;
 
 -- name: prune_workers

@@ -148,7 +148,9 @@ UPDATE jobs
        updated_at = :now,
        lease_expires_at = NULL
  WHERE state = 'running'
-   AND (lease_expires_at < :now OR worker_id IN (SELECT value FROM json_each(:lost)))
+   AND (CASE WHEN :unrenewed IS NULL THEN lease_expires_at < :now
+             ELSE id IN (SELECT value FROM json_each(:unrenewed)) END
+        OR worker_id IN (SELECT value FROM json_each(:lost)))
 RETURNING id, worker_id, state;
 
 -- name: prune_workers
@@ -171,3 +173,11 @@ SELECT key, value FROM config;
 -- name: set_config
 INSERT INTO config (key, value) VALUES (:key, :value)
 ON CONFLICT (key) DO UPDATE SET value = excluded.value;
+
+-- name: newest_time
+-- The newest heartbeat or enqueue (the newest job by seq: no scan of the table).
+SELECT max(t) FROM (
+    SELECT max(last_heartbeat) AS t FROM workers
+    UNION ALL
+    SELECT created_at FROM (SELECT created_at FROM jobs ORDER BY seq DESC LIMIT 1)
+);
