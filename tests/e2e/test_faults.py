@@ -386,3 +386,46 @@ def test_job_killing_its_worker_ends_dead_while_others_complete(sq: Queuectl) ->
     ]
     assert set(runs) == {"killer", *others}
     assert all(len(runs[i]) == 1 and runs[i][0].ppid == survivor.pid for i in others)
+
+
+def _exited(worker: WorkerProcess) -> bool:
+    return worker.proc.poll() is not None
+
+
+def test_a_job_that_kills_its_worker_at_once_never_outlives_it(
+    sq: Queuectl, process_groups: ProcessGroups
+) -> None:
+    """The job's first command kills its worker, racing the worker's message to the
+    watchdog about the job's process group. The job waits behind a gate until that
+    message is out (executor.GATED_SHELL), so the watchdog always kills the rest of
+    it. Before the gate, the job outlived its worker in 5 of 10 tries."""
+    rounds = 6
+    sq.run("config", "set", "max_retries", str(rounds + 1))  # not dead before the end
+    ledger, kills = Ledger(sq.root / "ledger"), Kills()
+    survived = sq.root / "survived"
+    sq.enqueue(
+        {
+            "id": "killer",
+            "command": ledger.command(f"kill -9 $PPID; sleep 1; echo survived >> {qp(survived)}"),
+        }
+    )
+    for round_ in range(rounds):
+        worker = sq.start_worker("--count", "1", "--quiet", name=f"w{round_}", wait=False)
+        wait_for(
+            partial(_exited, worker),
+            timeout=30,
+            interval=0.05,
+            message=f"worker {round_} to be killed by its job",
+        )
+        kills.died(worker)
+        [run] = [r for r in ledger.runs() if r.ppid == worker.pid]
+        wait_for(
+            partial(process_groups.gone, run.pid),
+            timeout=10,
+            interval=0.05,
+            message=f"the job's process group {run.pid} to be gone",
+        )
+    assert not survived.exists(), survived.read_text()
+    job = sq.job("killer")
+    assert job["recoveries"] == rounds - 1  # the last worker's death is not recovered yet
+    check_invariants(sq, acked=["killer"], ledger=ledger, kills=kills)
