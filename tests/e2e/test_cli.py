@@ -174,6 +174,7 @@ def test_timestamps_are_iso_8601_utc_with_z(qctl: Queuectl) -> None:
     job_id = qctl.enqueue({"command": "true"})
     after = time.time()
     job = qctl.job(job_id)
+    assert qctl.json("show", job_id) == job  # the helper reads what `show --json` prints
     for key in ("created_at", "updated_at", "next_attempt_at"):
         assert before - 1 <= epoch(job[key]) <= after + 1, (key, job[key])
     for key in ("started_at", "finished_at"):
