@@ -166,7 +166,8 @@ class Executor:
         try:
             # posix_spawn (vfork + exec) costs half the CPU of subprocess.Popen, which
             # matters for short jobs. Our own descriptors are close-on-exec (PEP 446),
-            # so the job inherits only stdin, stdout and stderr.
+            # so the shell inherits only stdin, stdout, stderr and the gate (fd 3),
+            # which it closes before the command runs.
             pid = os.posix_spawn(
                 "/bin/sh",
                 ["/bin/sh", "-c", GATED_SHELL, "/bin/sh", command],
