@@ -263,7 +263,7 @@ class Executor:
         Returns the runs that ended, with their outcomes.
         """
         if self._ended_groups:
-            self._guard("")  # before sleeping: tell the watchdog which groups ended
+            self._guard()  # before sleeping: tell the watchdog which groups ended
         timeout = min(timeout, self._next_deadline_in())
         # poll(2) takes whole milliseconds: round up, or a wait for a deadline would
         # return just before it, with nothing to do, again and again.
@@ -388,10 +388,10 @@ class Executor:
         self._guard_until = self._clock() + seconds
         self._guard(f"lease {max(seconds, 0.0):.3f}")
 
-    def _guard(self, line: str) -> None:
+    def _guard(self, line: str | None = None) -> None:
         """Send `line` (if any) to the watchdog, after the "-PGID" lines waiting."""
         with self._guard_lock:
-            lines = [*self._ended_groups, line] if line else self._ended_groups
+            lines = self._ended_groups if line is None else [*self._ended_groups, line]
             self._ended_groups = []
             if self._watchdog is None or self._watchdog.stdin is None:
                 return

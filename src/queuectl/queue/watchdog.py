@@ -49,34 +49,33 @@ def watch(fd: int) -> int:
     while True:
         timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         readable, _, _ = select.select([fd], [], [], timeout)
-        if not readable:  # the lease ran out without a renewal
-            _kill(groups)
-            deadline = None
-            continue
-        chunk = os.read(fd, 4096)
-        if not chunk:
-            _kill(groups)
-            return 0
-        buffer += chunk
-        *lines, buffer = buffer.split(b"\n")
-        for raw in lines:
-            line = raw.strip()
-            if line == b"exit":
+        if readable:
+            chunk = os.read(fd, 4096)
+            if not chunk:
+                _kill(groups)
                 return 0
-            if line.startswith(b"lease "):
-                try:
-                    deadline = time.monotonic() + float(line[6:])
-                except ValueError:
-                    continue
-            elif line[:1] in (b"+", b"-") and line[1:].isdigit():
-                if line[:1] == b"+":
-                    groups.add(int(line[1:]))
-                else:
-                    groups.discard(int(line[1:]))
-        if deadline is not None and time.monotonic() >= deadline:  # lines kept coming
+            buffer += chunk
+            *lines, buffer = buffer.split(b"\n")
+            for raw in lines:
+                line = raw.strip()
+                if line == b"exit":
+                    return 0
+                if line.startswith(b"lease "):
+                    try:
+                        deadline = time.monotonic() + float(line[6:])
+                    except ValueError:
+                        continue
+                elif line[:1] in (b"+", b"-") and line[1:].isdigit():
+                    if line[:1] == b"+":
+                        groups.add(int(line[1:]))
+                    else:
+                        groups.discard(int(line[1:]))
+        # The lease ran out without a renewal (whether or not other lines kept coming).
+        if deadline is not None and time.monotonic() >= deadline:
             _kill(groups)
             deadline = None
-        time.sleep(COALESCE)
+        if readable:
+            time.sleep(COALESCE)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from types import FrameType
-from typing import Any, TextIO
+from typing import Any, TextIO, TypeGuard
 
 from queuectl.errors import QueuectlError, StorageError
 from queuectl.models import Job, JobState, WorkerInfo
@@ -343,12 +343,11 @@ class Worker:
             job = self.store.claim(self.id, self.queues, self.settings.lease_timeout)
             if not self._claimed(job):
                 break
-            assert job is not None
             claimed += 1
             self._launch(job)
         return claimed
 
-    def _claimed(self, job: Job | None) -> bool:
+    def _claimed(self, job: Job | None) -> TypeGuard[Job]:
         """Note what a claim found; True when it got a job."""
         if job is None:
             self._due_at = self.store.next_due_at(self.queues)
