@@ -33,7 +33,10 @@ from queuectl.storage.sqlfile import load_queries, migration_scripts
 
 TYPE_CHECKING = False  # `typing` costs start-up time; only the type checker needs it
 if TYPE_CHECKING:
+    import threading
     from typing import Any, ParamSpec, TypeVar
+
+    from queuectl.storage.fswatch import DirectoryWatch
 
     P = ParamSpec("P")
     R = TypeVar("R")
@@ -41,6 +44,9 @@ if TYPE_CHECKING:
 BUSY_TIMEOUT = 5.0  # seconds SQLite's own busy handler waits per statement
 BUSY_GIVE_UP = 120.0  # seconds of retrying before StorageBusy reaches the user
 JUMP_TOLERANCE = 1.0  # seconds the wall clock may get ahead of a steady clock unquestioned
+INTERRUPT_CHECK = 0.1  # seconds: how often a wait blocked on inotify looks at `interrupt`
+#: Seconds between looks at `data_version` after a write event, until the commit shows.
+SETTLE_PAUSES = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)
 Q = load_queries("sqlite.sql")
 
 
@@ -128,6 +134,8 @@ class SQLiteStore(Store):
         if clock is None:
             clock = time.time if durable else SteadyClock(self.newest_foreign_time)
         self._clock = clock
+        self._watch: DirectoryWatch | None = None  # see wait_for_change()
+        self._watch_tried = False
         self._conn = self._connect(durable)
         if migrate:
             self.migrate()
@@ -233,6 +241,8 @@ class SQLiteStore(Store):
         return None if row[0] is None else float(row[0])
 
     def close(self) -> None:
+        if self._watch is not None:
+            self._watch.close()
         self._conn.close()
 
     def changed(self) -> bool:
@@ -240,6 +250,52 @@ class SQLiteStore(Store):
         previous = getattr(self, "_data_version", None)
         self._data_version = version
         return previous is not None and version != previous
+
+    def wait_for_change(self, timeout: float, interrupt: threading.Event) -> bool:
+        """Block on inotify until another connection writes the database, instead of
+        polling `changed()`: an idle worker then costs nothing between jobs."""
+        watch = self._file_watch()
+        if watch is None:
+            return super().wait_for_change(timeout, interrupt)
+        deadline = time.monotonic() + timeout
+        watch.drain()  # writes before this point are covered by this changed():
+        if self.changed():  # also the safety net for a missed commit, once per call
+            return True
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or interrupt.is_set():
+                return False
+            if watch.wait(min(remaining, INTERRUPT_CHECK)) and self._settles(deadline):
+                return True
+
+    def _settles(self, deadline: float) -> bool:
+        """After a write to the files: whether it turns out to be a commit.
+
+        The write event comes as the writer starts its commit; `data_version`
+        changes only once the commit is complete, after its fsync for a durable
+        one. So look again at growing intervals rather than once.
+        """
+        for pause in SETTLE_PAUSES:
+            if self.changed():
+                return True
+            if time.monotonic() + pause > deadline:
+                return False
+            time.sleep(pause)
+        return self.changed()
+
+    def _file_watch(self) -> DirectoryWatch | None:
+        if not self._watch_tried:
+            self._watch_tried = True
+            from queuectl.storage.fswatch import open_watch  # workers only: ctypes is slow
+
+            # A first read opens the WAL, creating its files: our own events, so
+            # before the watch begins (not changed(): that would consume a change).
+            self._conn.execute("PRAGMA data_version").fetchone()
+            base = os.path.basename(self.path)
+            self._watch = open_watch(
+                os.path.dirname(os.path.abspath(self.path)), frozenset({base, f"{base}-wal"})
+            )
+        return self._watch
 
     # -- jobs ------------------------------------------------------------------------------
 
