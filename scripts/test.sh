@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The test command: sets up .venv if needed, installs queuectl with its dev tools,
 # then runs the linter, the formatter check, the strict type checker and pytest.
-# Extra arguments go to pytest (e.g. scripts/test.sh -k kill -x).
+# Extra arguments go to pytest (e.g. scripts/test.sh -k kill -x; -n 0 for one process).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -15,4 +15,7 @@ fi
 echo "== ruff check"; .venv/bin/ruff check .
 echo "== ruff format --check"; .venv/bin/ruff format --check .
 echo "== mypy (strict)"; .venv/bin/mypy
-echo "== pytest"; .venv/bin/python -m pytest -m "not slow" "$@"
+# Two test processes (pytest-xdist): most tests wait on real workers and
+# subprocesses, so two at a time roughly halve the wall time on two cores.
+# `scripts/test.sh -n 0 ...` runs them in one process (for -s or --pdb).
+echo "== pytest"; .venv/bin/python -m pytest -m "not slow" -n 2 "$@"
