@@ -29,12 +29,13 @@ CHANGE_POLL_MAX = 0.010  # seconds: the cap polling backs off to (bounds pickup 
 
 
 class Store(abc.ABC):
+    """Queue-shaped persistence. One instance belongs to one thread."""
+
     #: Whether every process reads one clock (the database server's). Then a lease
     #: that has expired by `now()` has expired for its holder too. SQLite reads
     #: each process's host clock, which can jump: a jump forward would make live
     #: leases look expired (see the worker's `_unrenewed_leases`).
     shared_clock: bool = False
-    """Queue-shaped persistence. One instance belongs to one thread."""
 
     #: Short backend name shown by `status` ("sqlite", "postgresql").
     backend: str
@@ -221,8 +222,9 @@ class Store(abc.ABC):
         `interrupt` is set (returns False).
 
         This default polls `changed()`, quickly at first and backing off to
-        `CHANGE_POLL_MAX`, which bounds the pickup latency of an idle worker;
-        PostgreSQL overrides it to wait on LISTEN/NOTIFY instead.
+        `CHANGE_POLL_MAX`, which bounds the pickup latency of an idle worker.
+        Both stores override it to sleep until told: PostgreSQL on
+        LISTEN/NOTIFY, SQLite on inotify; each falls back to this polling.
         """
         deadline = time.monotonic() + timeout
         pause = CHANGE_POLL_MIN
