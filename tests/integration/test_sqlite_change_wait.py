@@ -41,6 +41,33 @@ def test_a_commit_by_another_process_ends_the_wait(tmp_path: Path) -> None:
         waiter.close()
 
 
+def test_a_database_behind_a_symlink_is_watched_where_it_lives(tmp_path: Path) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").mkdir()
+    link = tmp_path / "link" / "queue.db"
+    link.symlink_to(tmp_path / "real" / "queue.db")
+    waiter = SQLiteStore(link, durable=False)
+
+    def enqueue_elsewhere() -> None:
+        writer = SQLiteStore(link)
+        try:
+            writer.enqueue([NewJob(id="j1", command="true", max_retries=3)])
+        finally:
+            writer.close()
+
+    timer = threading.Timer(0.3, enqueue_elsewhere)
+    try:
+        waiter.changed()
+        timer.start()
+        # Only the write event can end this wait in time: the once-a-call safety
+        # check ran before the enqueue (SQLite keeps the -wal in real/, not link/).
+        assert waiter.wait_for_change(5.0, threading.Event())
+        assert waiter.get_job("j1").command == "true"
+    finally:
+        timer.join()
+        waiter.close()
+
+
 def test_an_idle_wait_does_not_poll_the_database(tmp_path: Path) -> None:
     waiter = SQLiteStore(tmp_path / "queue.db", durable=False)
     statements: list[str] = []

@@ -291,10 +291,10 @@ class SQLiteStore(Store):
             # A first read opens the WAL, creating its files: our own events, so
             # before the watch begins (not changed(): that would consume a change).
             self._conn.execute("PRAGMA data_version").fetchone()
-            base = os.path.basename(self.path)
-            self._watch = open_watch(
-                os.path.dirname(os.path.abspath(self.path)), frozenset({base, f"{base}-wal"})
-            )
+            # SQLite keeps the -wal beside the file a symlink points to, not the link.
+            real = os.path.realpath(self.path)
+            base = os.path.basename(real)
+            self._watch = open_watch(os.path.dirname(real), frozenset({base, f"{base}-wal"}))
         return self._watch
 
     # -- jobs ------------------------------------------------------------------------------
