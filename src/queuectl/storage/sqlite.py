@@ -245,12 +245,14 @@ class SQLiteStore(Store):
             self._watch.close()
         self._conn.close()
 
+    @_retry_busy  # errors become StorageError, which the worker's watcher handles
     def changed(self) -> bool:
         version = self._conn.execute("PRAGMA data_version").fetchone()[0]
         previous = getattr(self, "_data_version", None)
         self._data_version = version
         return previous is not None and version != previous
 
+    @_retry_busy
     def wait_for_change(self, timeout: float, interrupt: threading.Event) -> bool:
         """Block on inotify until another connection writes the database, instead of
         polling `changed()`: an idle worker then costs nothing between jobs."""
