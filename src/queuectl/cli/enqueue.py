@@ -65,13 +65,14 @@ def run(app: AppContext, args: argparse.Namespace) -> None:
         ]
         if not specs:
             raise InvalidInput(f"{args.file}: no jobs found")
-    jobs = app.service().enqueue(specs)
+    enqueued = app.service().enqueue(specs)
     if args.as_json:
         from queuectl.cli.render import emit_json
 
+        jobs = enqueued.jobs()
         emit_json(jobs[0].to_dict() if args.job_json is not None else [j.to_dict() for j in jobs])
     else:
-        sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
+        sys.stdout.write("".join(f"{job_id}\n" for job_id in enqueued.ids()))
 
 
 def read_input_lines(file: str) -> list[tuple[str, str]]:
