@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -9,7 +10,14 @@ from typing import Any
 import pytest
 
 from queuectl.errors import InvalidInput
-from queuectl.queue.jobspec import MAX_COMMAND_BYTES, build_job, build_jobs, parse_json_object
+from queuectl.queue.jobspec import (
+    MAX_COMMAND_BYTES,
+    build_job,
+    build_jobs,
+    new_job_id,
+    new_job_ids,
+    parse_json_object,
+)
 from queuectl.queue.settings import Settings
 from queuectl.timeutil import to_iso
 
@@ -259,6 +267,34 @@ def test_build_jobs_keeps_order() -> None:
         NOW,
     )
     assert [j.id for j in jobs] == ["b", "a"]
+
+
+def test_generated_ids_are_uuid7_with_the_time_in_milliseconds() -> None:
+    before = int(time.time() * 1000)
+    ids = [new_job_id(), *new_job_ids(500)]
+    after = int(time.time() * 1000)
+    assert len(set(ids)) == len(ids)
+    for job_id in ids:
+        parsed = uuid.UUID(job_id)
+        assert str(parsed) == job_id
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert before <= parsed.int >> 80 <= after
+
+
+def test_a_batch_gets_ascending_ids_in_input_order() -> None:
+    # Ascending ids insert at the right edge of the unique index on `id`.
+    specs: list[tuple[str, dict[str, Any]]] = [
+        (f"line {n}", {"command": "true"}) for n in range(1, 1001)
+    ]
+    specs[500] = ("line 501", {"command": "true", "id": "named"})
+    jobs = build_jobs(specs, DEFAULTS, NOW)
+    generated = [j.id for j in jobs if j.id != "named"]
+    assert jobs[500].id == "named"
+    assert len(generated) == 999
+    assert generated == sorted(generated)
+    assert len(set(generated)) == 999
+    assert {uuid.UUID(i).version for i in generated} == {7}
 
 
 def test_duplicate_ids_in_a_batch_are_refused() -> None:

@@ -17,7 +17,7 @@ from queuectl.timeutil import check_instant, parse_duration, parse_instant
 
 TYPE_CHECKING = False  # importing `typing` costs start-up time
 if TYPE_CHECKING:
-    from collections.abc import Iterable, Mapping
+    from collections.abc import Callable, Iterable, Mapping
     from typing import Any
 
 FIELDS = ("id", "command", "max_retries", "priority", "queue", "run_at", "delay", "timeout")
@@ -28,6 +28,8 @@ QUEUE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_COMMAND_BYTES = 131_071  # Linux MAX_ARG_STRLEN less the NUL: the longest `sh -c` argument
 MAX_PRIORITY = 2**31 - 1
 _INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
+#: A random hex digit -> the UUID variant's (0b10xx) with the digit's 2 low bits.
+_VARIANT = dict(zip("0123456789abcdef", "89ab" * 4, strict=True))
 
 
 def parse_json_object(text: str, where: str = "job") -> dict[str, Any]:
@@ -45,13 +47,45 @@ def parse_json_object(text: str, where: str = "job") -> dict[str, Any]:
     return value
 
 
+def new_job_id() -> str:
+    """A time-ordered UUID (version 7: 48-bit milliseconds, then 74 random bits)."""
+    return new_job_ids(1)[0]
+
+
+def new_job_ids(count: int) -> list[str]:
+    """`count` time-ordered UUIDs (version 7), ascending in the order returned.
+
+    Ids that grow with time keep inserts into the unique index on `id` at its
+    right edge; random UUIDv4s scatter them and make big batches several times
+    slower. They also sort in creation order, which people appreciate in lists.
+    A batch reads the clock and draws randomness once, not per id (that was a
+    tenth of an `enqueue --file`); its ids then share a millisecond, so they are
+    sorted to keep them ascending: unsorted, 100,000 of them insert 40 % slower.
+    """
+    millis = f"{time.time_ns() // 1_000_000 & 0xFFFF_FFFF_FFFF:012x}"
+    prefix = f"{millis[:8]}-{millis[8:]}-7"  # the version nibble follows the time
+    rand = os.urandom(10 * count).hex()  # 20 hex digits an id, 74 of its 80 bits used
+    # Formatted by hand: the uuid module costs start-up time.
+    ids = [
+        f"{prefix}{r[:3]}-{_VARIANT[r[3]]}{r[4:7]}-{r[7:19]}"
+        for r in (rand[i : i + 20] for i in range(0, len(rand), 20))
+    ]
+    ids.sort()
+    return ids
+
+
 def build_job(
-    spec: Mapping[str, Any], settings: Settings, now: float, where: str = "job"
+    spec: Mapping[str, Any],
+    settings: Settings,
+    now: float,
+    where: str = "job",
+    new_id: Callable[[], str] = new_job_id,
 ) -> NewJob:
     """Validate one job description (JSON fields; flags already merged in).
 
-    `enqueue --file` calls this once per line, so a field left out costs one dict
-    lookup; only the fields a user gave are checked further.
+    `new_id` makes the id of a job that names none. `enqueue --file` calls this
+    once per line, so a field left out costs one dict lookup; only the fields a
+    user gave are checked further.
     """
     if not _KNOWN_FIELDS.issuperset(spec):
         unknown = sorted(set(spec) - _KNOWN_FIELDS)
@@ -71,7 +105,7 @@ def build_job(
 
     job_id = get("id")
     if job_id is None:
-        job_id = new_job_id()
+        job_id = new_id()
     elif not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id):
         raise InvalidInput(
             f"{where}: 'id' must be 1-128 letters, digits, '.', '_' or '-', "
@@ -129,7 +163,10 @@ def build_jobs(
     specs: Iterable[tuple[str, Mapping[str, Any]]], settings: Settings, now: float
 ) -> list[NewJob]:
     """Validate many `(where, spec)` pairs; the first error stops everything."""
-    jobs = [build_job(spec, settings, now, where) for where, spec in specs]
+    pairs = list(specs)
+    # Ids for the jobs that name none, made in one go (see new_job_ids).
+    fresh = iter(new_job_ids(sum(1 for _, spec in pairs if spec.get("id") is None)))
+    jobs = [build_job(spec, settings, now, where, fresh.__next__) for where, spec in pairs]
     if len({job.id for job in jobs}) < len(jobs):  # one set in C; the loop names the repeat
         seen: set[str] = set()
         for job in jobs:
@@ -139,26 +176,6 @@ def build_jobs(
                 )
             seen.add(job.id)
     return jobs
-
-
-def new_job_id() -> str:
-    """A time-ordered UUID (version 7: 48-bit milliseconds, then 74 random bits).
-
-    Ids that grow with time keep inserts into the unique index on `id` at its
-    right edge; random UUIDv4s scatter them and make big batches several times
-    slower. They also sort in creation order, which people appreciate in lists.
-    """
-    millis = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (
-        (millis & (2**48 - 1)) << 80
-        | 0x7 << 76
-        | ((rand >> 62) & 0xFFF) << 64
-        | 0b10 << 62
-        | (rand & (2**62 - 1))
-    )
-    text = f"{value:032x}"  # formatted by hand: the uuid module costs start-up time
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
 
 def _int_field(value: object, name: str, low: int, high: int, where: str) -> int:
