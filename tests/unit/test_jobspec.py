@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from datetime import UTC, datetime
@@ -339,6 +340,45 @@ def test_parse_json_object_refuses_anything_else(text: str) -> None:
         parse_json_object(text, where="line 3")
     assert info.value.exit_code == 2
     assert info.value.message.startswith("line 3: ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"command": "true"}',
+        '{"command": "true"}  \t',
+        ' {"command": "true"}',
+        '{"command": "a", "command": "b", "priority": -0}',
+        '{"command": "\\u00e9", "timeout": 1.5e1, "delay": null}',
+    ],
+)
+def test_parse_json_object_reads_what_json_loads_reads(text: str) -> None:
+    parsed = parse_json_object(text)
+    assert parsed == json.loads(text)
+    assert type(parsed) is dict
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"command": "true"}x', "malformed JSON: Extra data at column 20"),
+        ('{"a": 1}{"b": 2}', "malformed JSON: Extra data at column 9"),
+        (
+            '{"a": 1,}',
+            "malformed JSON: Expecting property name enclosed in double quotes at column 9",
+        ),
+        ('{"a": }', "malformed JSON: Expecting value at column 7"),
+        ('{"a": ' + "[" * 100_000, "JSON nested too deeply"),
+        (
+            '\ufeff{"a": 1}',
+            "malformed JSON: Unexpected UTF-8 BOM (decode using utf-8-sig) at column 1",
+        ),
+    ],
+)
+def test_parse_json_object_names_the_error_and_column(text: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_json_object(text, where="f line 4")
+    assert info.value.message == f"f line 4: {message}"
 
 
 def test_parse_json_object_refuses_an_integer_with_too_many_digits() -> None:
