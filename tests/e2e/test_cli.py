@@ -313,6 +313,18 @@ def test_enqueue_file_prints_one_id_per_line(qctl: Queuectl, tmp_path: Path) -> 
     assert qctl.counts()["pending"] == 7
 
 
+def test_enqueue_json_prints_each_job_as_show_does(qctl: Queuectl) -> None:
+    # The printed jobs are built from what was validated and the store's time, not
+    # read back from the database: they must still be what `show --json` prints.
+    text = '{"command":"echo a","priority":2}\n{"command":"echo b","id":"bee","delay":60}\n'
+    result = qctl.run("enqueue", "--file", "-", "--queue", "mail", "--json", input=text)
+    document = json.loads(result.stdout)
+    assert [job["command"] for job in document] == ["echo a", "echo b"]
+    assert [qctl.json("show", job["id"]) for job in document] == document
+    single = qctl.json("enqueue", '{"command":"echo c"}', "--timeout", "9")
+    assert qctl.json("show", single["id"]) == single
+
+
 def test_enqueue_flags_are_honoured(qctl: Queuectl) -> None:
     out = qctl.run(
         "enqueue",

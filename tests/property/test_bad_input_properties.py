@@ -265,7 +265,7 @@ def test_config_max_retries_beyond_the_job_limit_is_refused(
             assert exc.exit_code == 2
             return
         # Accepted: then the setting must be usable by the jobs it is the default of.
-        (job,) = svc.enqueue([("job", {"command": "true"})])
+        (job,) = svc.enqueue([("job", {"command": "true"})]).jobs()
         assert job.max_retries == value
     finally:
         store.close()
@@ -292,7 +292,7 @@ def test_valid_unicode_commands_round_trip(
 ) -> None:
     svc = QueueService(store, str(tmp_path / "logs"))
     job_id = f"rt-{index}-{len(store.list_jobs())}"
-    (job,) = svc.enqueue([("job", {"id": job_id, "command": command})])
+    (job,) = svc.enqueue([("job", {"id": job_id, "command": command})]).jobs()
     assert job.command == command
     assert svc.get(job_id).command == command
     assert [j.command for j in store.list_jobs() if j.id == job_id] == [command]

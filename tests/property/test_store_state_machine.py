@@ -169,8 +169,7 @@ class StoreMachine(RuleBasedStateMachine):
                 self.store.enqueue(jobs)
             assert self.snapshot() == before, "a refused batch stored something"
             return
-        stored = self.store.enqueue(jobs)
-        assert [j.id for j in stored] == ids
+        self.store.enqueue(jobs)
         for job in jobs:
             self.model.jobs[job.id] = ModelJob(
                 id=job.id,

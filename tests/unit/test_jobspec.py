@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import time
 import uuid
 from datetime import UTC, datetime
 from typing import Any
@@ -9,7 +11,14 @@ from typing import Any
 import pytest
 
 from queuectl.errors import InvalidInput
-from queuectl.queue.jobspec import MAX_COMMAND_BYTES, build_job, build_jobs, parse_json_object
+from queuectl.queue.jobspec import (
+    MAX_COMMAND_BYTES,
+    build_job,
+    build_jobs,
+    new_job_id,
+    new_job_ids,
+    parse_json_object,
+)
 from queuectl.queue.settings import Settings
 from queuectl.timeutil import to_iso
 
@@ -261,6 +270,34 @@ def test_build_jobs_keeps_order() -> None:
     assert [j.id for j in jobs] == ["b", "a"]
 
 
+def test_generated_ids_are_uuid7_with_the_time_in_milliseconds() -> None:
+    before = int(time.time() * 1000)
+    ids = [new_job_id(), *new_job_ids(500)]
+    after = int(time.time() * 1000)
+    assert len(set(ids)) == len(ids)
+    for job_id in ids:
+        parsed = uuid.UUID(job_id)
+        assert str(parsed) == job_id
+        assert parsed.version == 7
+        assert parsed.variant == uuid.RFC_4122
+        assert before <= parsed.int >> 80 <= after
+
+
+def test_a_batch_gets_ascending_ids_in_input_order() -> None:
+    # Ascending ids insert at the right edge of the unique index on `id`.
+    specs: list[tuple[str, dict[str, Any]]] = [
+        (f"line {n}", {"command": "true"}) for n in range(1, 1001)
+    ]
+    specs[500] = ("line 501", {"command": "true", "id": "named"})
+    jobs = build_jobs(specs, DEFAULTS, NOW)
+    generated = [j.id for j in jobs if j.id != "named"]
+    assert jobs[500].id == "named"
+    assert len(generated) == 999
+    assert generated == sorted(generated)
+    assert len(set(generated)) == 999
+    assert {uuid.UUID(i).version for i in generated} == {7}
+
+
 def test_duplicate_ids_in_a_batch_are_refused() -> None:
     with pytest.raises(InvalidInput, match="'a' appears twice") as info:
         build_jobs(
@@ -303,6 +340,45 @@ def test_parse_json_object_refuses_anything_else(text: str) -> None:
         parse_json_object(text, where="line 3")
     assert info.value.exit_code == 2
     assert info.value.message.startswith("line 3: ")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"command": "true"}',
+        '{"command": "true"}  \t',
+        ' {"command": "true"}',
+        '{"command": "a", "command": "b", "priority": -0}',
+        '{"command": "\\u00e9", "timeout": 1.5e1, "delay": null}',
+    ],
+)
+def test_parse_json_object_reads_what_json_loads_reads(text: str) -> None:
+    parsed = parse_json_object(text)
+    assert parsed == json.loads(text)
+    assert type(parsed) is dict
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"command": "true"}x', "malformed JSON: Extra data at column 20"),
+        ('{"a": 1}{"b": 2}', "malformed JSON: Extra data at column 9"),
+        (
+            '{"a": 1,}',
+            "malformed JSON: Expecting property name enclosed in double quotes at column 9",
+        ),
+        ('{"a": }', "malformed JSON: Expecting value at column 7"),
+        ('{"a": ' + "[" * 100_000, "JSON nested too deeply"),
+        (
+            '\ufeff{"a": 1}',
+            "malformed JSON: Unexpected UTF-8 BOM (decode using utf-8-sig) at column 1",
+        ),
+    ],
+)
+def test_parse_json_object_names_the_error_and_column(text: str, message: str) -> None:
+    with pytest.raises(InvalidInput) as info:
+        parse_json_object(text, where="f line 4")
+    assert info.value.message == f"f line 4: {message}"
 
 
 def test_parse_json_object_refuses_an_integer_with_too_many_digits() -> None:

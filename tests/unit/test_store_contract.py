@@ -13,7 +13,7 @@ import pytest
 
 from queuectl.errors import DuplicateJob, JobNotFound, WrongState
 from queuectl.models import Job, JobState, NewJob, WorkerInfo
-from queuectl.storage.base import Store
+from queuectl.storage.base import Store, new_job_row
 from tests.helpers import FakeClock
 
 LEASE = 15.0  # seconds
@@ -94,7 +94,10 @@ def fail(store: Store, job: Job, worker_id: str = "w1", *, dead: bool = False) -
 
 def test_enqueue_stores_pending_jobs_runnable_now(store: Store) -> None:
     now = store.now()
-    [job] = store.enqueue([new_job("a", "echo hi", max_retries=5, priority=2, timeout=9.5)])
+    assert store.enqueue([new_job("a", "echo hi", max_retries=5, priority=2, timeout=9.5)]) == at(
+        now
+    )
+    job = store.get_job("a")
     assert job.id == "a"
     assert job.command == "echo hi"
     assert job.state is JobState.PENDING
@@ -108,18 +111,21 @@ def test_enqueue_stores_pending_jobs_runnable_now(store: Store) -> None:
     assert job.runs == 0
     assert job.recoveries == 0
     assert job.worker_id is None
-    assert store.get_job("a") == job
 
 
-def test_enqueue_returns_what_get_job_reads(store: Store) -> None:
-    returned = store.enqueue([new_job("a"), new_job("b", queue="other", run_at=store.now() + 60)])
-    assert [store.get_job(j.id) for j in returned] == returned
+def test_enqueue_returns_the_time_that_gives_what_get_job_reads(store: Store) -> None:
+    # `enqueue --json` prints new_job_row(job, that time) instead of reading the jobs back.
+    jobs = [
+        new_job("a", "echo hi", timeout=9.5),
+        new_job("b", queue="other", run_at=store.now() + 60),
+    ]
+    stored_at = store.enqueue(jobs)
+    assert [store.get_job(j.id) for j in jobs] == [new_job_row(j, stored_at) for j in jobs]
 
 
 def test_enqueue_with_run_at_sets_next_attempt_at(store: Store) -> None:
     later = store.now() + 3600
-    [job] = store.enqueue([new_job("a", run_at=later)])
-    assert job.next_attempt_at == at(later)
+    store.enqueue([new_job("a", run_at=later)])
     assert store.get_job("a").next_attempt_at == at(later)
 
 

@@ -47,6 +47,22 @@ def register(commands: Any) -> None:
 
 def run(app: AppContext, args: argparse.Namespace) -> None:
     """Validate everything, store all or nothing, print the ids."""
+    import gc
+
+    # A --file batch allocates a few objects per line and keeps them all until they
+    # are stored; none form cycles. The cyclic collector would only re-scan that
+    # growing heap, a tenth of the time of a 100,000-line file. The command then
+    # ends, so nothing is left for it to collect later.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        _enqueue(app, args)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _enqueue(app: AppContext, args: argparse.Namespace) -> None:
     from queuectl.queue.jobspec import parse_json_object
 
     overrides = {
@@ -58,20 +74,25 @@ def run(app: AppContext, args: argparse.Namespace) -> None:
         raise InvalidInput("give one JSON job, or --file FILE (or --file - for stdin)")
     if args.job_json is not None:
         specs = [("job", {**parse_json_object(args.job_json), **overrides})]
-    else:
+    elif overrides:
         specs = [
             (where, {**parse_json_object(line, where), **overrides})
             for where, line in read_input_lines(args.file)
         ]
-        if not specs:
-            raise InvalidInput(f"{args.file}: no jobs found")
-    jobs = app.service().enqueue(specs)
+    else:  # no flags to merge: the parsed dicts as they are, not a copy of each
+        specs = [
+            (where, parse_json_object(line, where)) for where, line in read_input_lines(args.file)
+        ]
+    if not specs:
+        raise InvalidInput(f"{args.file}: no jobs found")
+    enqueued = app.service().enqueue(specs)
     if args.as_json:
         from queuectl.cli.render import emit_json
 
+        jobs = enqueued.jobs()
         emit_json(jobs[0].to_dict() if args.job_json is not None else [j.to_dict() for j in jobs])
     else:
-        sys.stdout.write("".join(f"{j.id}\n" for j in jobs))
+        sys.stdout.write("".join(f"{job_id}\n" for job_id in enqueued.ids()))
 
 
 def read_input_lines(file: str) -> list[tuple[str, str]]:

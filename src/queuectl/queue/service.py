@@ -11,12 +11,12 @@ import json
 import time
 
 from queuectl.errors import InvalidInput
-from queuectl.models import Job, JobState, WorkerInfo
+from queuectl.models import Job, JobState, NewJob, WorkerInfo
 from queuectl.queue import settings as settings_mod
 from queuectl.queue.jobspec import ID_PATTERN, QUEUE_PATTERN, build_jobs, parse_json_object
 from queuectl.queue.settings import Settings
 from queuectl.record import Record
-from queuectl.storage.base import Store
+from queuectl.storage.base import Store, new_job_row
 
 TYPE_CHECKING = False  # importing `typing` costs start-up time
 if TYPE_CHECKING:
@@ -42,6 +42,21 @@ class Status(Record):
         }
 
 
+class Enqueued(Record):
+    """Jobs just stored, in input order, and the store time they were stored at."""
+
+    new_jobs: list[NewJob]
+    at: float
+
+    def ids(self) -> list[str]:
+        return [j.id for j in self.new_jobs]
+
+    def jobs(self) -> list[Job]:
+        """The jobs as stored (what `show` prints). Built on request: a batch printed
+        as ids would otherwise build a `Job` per line for nothing."""
+        return [new_job_row(j, self.at) for j in self.new_jobs]
+
+
 class QueueService:
     """Everything a user can ask of the queue."""
 
@@ -54,12 +69,12 @@ class QueueService:
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def enqueue(self, specs: Iterable[tuple[str, Mapping[str, Any]]]) -> list[Job]:
+    def enqueue(self, specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Enqueued:
         """Validate every spec, then store them all or none. `where` names each in errors."""
         jobs = build_jobs(specs, self.settings(), self.store.now())
         if not jobs:
             raise InvalidInput("no jobs given")
-        return self.store.enqueue(jobs)
+        return Enqueued(new_jobs=jobs, at=self.store.enqueue(jobs))
 
     def get(self, job_id: str) -> Job:
         return self.store.get_job(job_id)

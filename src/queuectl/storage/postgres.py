@@ -37,7 +37,7 @@ from queuectl.errors import (
 )
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
 from queuectl.paths import redact_url
-from queuectl.storage.base import Store, import_row, new_job_row
+from queuectl.storage.base import Store, import_row
 from queuectl.storage.sqlfile import load_queries, migration_scripts
 
 Q = load_queries("postgres.sql")
@@ -397,7 +397,7 @@ class PostgresStore(Store):
 
     # -- jobs ------------------------------------------------------------------------------
 
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
+    def enqueue(self, jobs: Sequence[NewJob]) -> float:
         rows = [
             (j.id, j.command, j.max_retries, j.priority, j.queue, j.timeout, j.run_at) for j in jobs
         ]
@@ -411,7 +411,7 @@ class PostgresStore(Store):
         except pg_errors.UniqueViolation as exc:
             raise _duplicate(jobs, self) from exc
         assert row is not None
-        return [new_job_row(j, float(row["t"])) for j in jobs]
+        return float(row["t"])
 
     def _get_many(self, ids: Sequence[str]) -> list[Job]:
         with self._tx(one_statement=True) as conn:

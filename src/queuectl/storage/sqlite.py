@@ -28,7 +28,7 @@ from queuectl.errors import (
 )
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
 from queuectl.paths import make_private_dir
-from queuectl.storage.base import Store, import_row, new_job_row
+from queuectl.storage.base import Store, import_row
 from queuectl.storage.sqlfile import load_queries, migration_scripts
 
 TYPE_CHECKING = False  # `typing` costs start-up time; only the type checker needs it
@@ -302,7 +302,7 @@ class SQLiteStore(Store):
     # -- jobs ------------------------------------------------------------------------------
 
     @_retry_busy
-    def enqueue(self, jobs: Sequence[NewJob]) -> list[Job]:
+    def enqueue(self, jobs: Sequence[NewJob]) -> float:
         now = self._clock()
         rows = [
             (
@@ -323,7 +323,7 @@ class SQLiteStore(Store):
                 conn.executemany(Q["insert_job"], rows)
         except sqlite3.IntegrityError as exc:
             raise _duplicate_error(jobs, self) from exc
-        return [new_job_row(j, now) for j in jobs]
+        return now
 
     @_retry_busy
     def claim(self, worker_id: str, queues: Sequence[str], lease_seconds: float) -> Job | None:
