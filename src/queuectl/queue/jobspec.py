@@ -32,14 +32,15 @@ _INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
 _VARIANT = dict(zip("0123456789abcdef", "89ab" * 4, strict=True))
 
 
-#: The scanner json.loads ends in: `(text, index) -> (value, end)` (typeshed omits it).
-_scan_json: Callable[[str, int], tuple[Any, int]]
-_scan_json = json.JSONDecoder().scan_once  # type: ignore[attr-defined]
+#: The scanner json.loads ends in: `(text, index) -> (value, end)`. Not a documented
+#: attribute (typeshed omits it), so without it every line takes json.loads.
+_scan_json: Callable[[str, int], tuple[Any, int]] | None
+_scan_json = getattr(json.JSONDecoder(), "scan_once", None)
 
 
 def parse_json_object(text: str, where: str = "job") -> dict[str, Any]:
     """Parse one JSON object; anything else is InvalidInput."""
-    if text[:1] == "{":
+    if text[:1] == "{" and _scan_json is not None:
         # The common case, text that is exactly one object, goes straight to the
         # scanner json.loads ends in: its wrappers are half the time of parsing a
         # line of `--file`. For such text json.loads returns this very value;
