@@ -12,6 +12,10 @@ import sys
 
 from queuectl.errors import QueuectlError
 
+TYPE_CHECKING = False  # importing `typing` costs start-up time
+if TYPE_CHECKING:
+    from typing import Any
+
 __all__ = ["main"]
 
 
@@ -22,10 +26,10 @@ def _fail(message: str, code: int) -> None:
 
 def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with its documented exit code."""
-    from queuectl.cli.app import AppContext, build_parser
+    from queuectl.cli.context import AppContext
 
     try:
-        args = build_parser(argv).parse_args(argv)
+        args = _plain_enqueue(sys.argv[1:] if argv is None else argv) or _parse(argv)
         app = AppContext(args.db)
         try:
             result = args.handler(app, args)
@@ -45,3 +49,20 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (QUEUECTL_DEBUG=1 shows details)", 1)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _parse(argv: list[str] | None) -> Any:
+    from queuectl.cli.app import build_parser
+
+    return build_parser(argv).parse_args(argv)
+
+
+def _plain_enqueue(words: list[str]) -> Any:
+    """`queuectl enqueue JSON` alone, the call scripts make in loops, parsed without
+    argparse: importing it and building the parsers is a sixth of such a call
+    (its message lookups import `locale`). Anything else, None: the parser's."""
+    if len(words) != 2 or words[0] != "enqueue" or words[1].startswith("-"):
+        return None
+    from queuectl.cli.enqueue import plain_arguments
+
+    return plain_arguments(words[1])

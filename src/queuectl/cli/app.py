@@ -1,4 +1,4 @@
-"""The root `queuectl` parser and the context every command shares.
+"""The root `queuectl` parser; the helpers commands register their parsers with.
 
 The CLI is built on argparse, not click: `queuectl enqueue` is run from scripts
 and loops, and its start-up is most of its cost. Measured here (bench/, a):
@@ -21,8 +21,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
     from typing import Any, NoReturn
 
-    from queuectl.queue.service import QueueService
-    from queuectl.storage.base import Store
+    from queuectl.cli.context import AppContext
 
     #: A command's handler: gets the context and the parsed arguments; may return a code.
     Handler = Callable[["AppContext", argparse.Namespace], "int | None"]
@@ -56,42 +55,6 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message: str) -> NoReturn:
         raise InvalidInput(f"{message} (see '{self.prog} --help')")
-
-
-class AppContext:
-    """Opens the database on first use, so `--help` and usage errors never touch it."""
-
-    def __init__(self, db_option: str | None) -> None:
-        from queuectl.paths import resolve_db
-
-        self.db = resolve_db(db_option)
-        self._service: QueueService | None = None
-
-    def open_store(
-        self, *, durable: bool = True, worker: bool = False, require_schema: bool = True
-    ) -> Store:
-        from queuectl.storage import open_store
-
-        return open_store(self.db, durable=durable, worker=worker, require_schema=require_schema)
-
-    @property
-    def logs_dir(self) -> str:
-        from queuectl.paths import logs_dir_for
-
-        return logs_dir_for(self.db)
-
-    def service(self, *, require_schema: bool = True) -> QueueService:
-        if self._service is None:
-            from queuectl.queue.service import QueueService
-
-            store = self.open_store(require_schema=require_schema)
-            self._service = QueueService(store, self.logs_dir)
-        return self._service
-
-    def close(self) -> None:
-        if self._service is not None:
-            self._service.store.close()
-            self._service = None
 
 
 def add_command(

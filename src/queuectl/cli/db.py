@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from queuectl.cli.app import AppContext, add_command, add_group, add_json, write
+from queuectl.cli.app import add_command, add_group, add_json, write
+from queuectl.cli.context import AppContext
 
 TYPE_CHECKING = False  # importing `typing` costs start-up time
 if TYPE_CHECKING:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from queuectl.cli.app import AppContext, add_command, add_json
 from queuectl.errors import InvalidInput
 
 TYPE_CHECKING = False  # importing `typing` costs start-up time
 if TYPE_CHECKING:
+    import argparse
     from typing import Any
+
+    from queuectl.cli.context import AppContext
 
 #: Flags that set a job field, as (flag, field, help).
 FIELD_FLAGS = (
@@ -25,6 +26,8 @@ FIELD_FLAGS = (
 
 
 def register(commands: Any) -> None:
+    from queuectl.cli.app import add_command, add_json  # argparse: not for plain_arguments()
+
     parser = add_command(
         commands,
         "enqueue",
@@ -43,6 +46,19 @@ def register(commands: Any) -> None:
     for flag, field, help_text in FIELD_FLAGS:
         parser.add_argument(flag, dest=f"field_{field}", metavar="VALUE", help=help_text)
     add_json(parser)
+
+
+def plain_arguments(job_json: str) -> argparse.Namespace:
+    """What the parser makes of `queuectl enqueue JOB_JSON`, built without argparse
+    (see `queuectl.cli._plain_enqueue`; a test pins the two equal)."""
+    from types import SimpleNamespace
+
+    fields = {f"field_{field}": None for _, field, _ in FIELD_FLAGS}
+    # A SimpleNamespace reads the same; argparse.Namespace would import argparse.
+    namespace: argparse.Namespace = SimpleNamespace(  # type: ignore[assignment]
+        db=None, handler=run, job_json=job_json, file=None, as_json=False, **fields
+    )
+    return namespace
 
 
 def run(app: AppContext, args: argparse.Namespace) -> None:

@@ -6,7 +6,8 @@ import argparse
 import sys
 import time
 
-from queuectl.cli.app import AppContext, add_command, add_group, add_json, write
+from queuectl.cli.app import add_command, add_group, add_json, write
+from queuectl.cli.context import AppContext
 
 TYPE_CHECKING = False  # importing `typing` costs start-up time
 if TYPE_CHECKING:
