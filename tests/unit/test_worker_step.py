@@ -7,6 +7,7 @@ lease expiry happen by advancing the clock, never by waiting.
 
 from __future__ import annotations
 
+import errno
 import io
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from queuectl.queue.executor import Executor
 from queuectl.queue.joblog import log_path, read_log
 from queuectl.queue.worker import Worker
 from queuectl.storage.base import Store
+from queuectl.storage.sqlite import SQLiteStore
 from tests.conftest import StoreFactory
 from tests.helpers import FakeClock, wait_for
 
@@ -57,7 +59,13 @@ class Rig:
         """Another connection to the same database, on the same fake clock."""
         return self.factory()
 
-    def worker(self, *, concurrency: int = 1, worker_id: str = "w-test") -> Worker:
+    def worker(
+        self,
+        *,
+        concurrency: int = 1,
+        worker_id: str = "w-test",
+        open_store: Callable[[], Store] | None = None,
+    ) -> Worker:
         # A caller-supplied executor gets no output callback from the Worker, so wire
         # the echo to the worker's own printer once the worker exists.
         built: list[Worker] = []
@@ -66,7 +74,7 @@ class Rig:
         self.errs[worker_id] = io.StringIO()
         w = Worker(
             self.store,
-            open_store=self.open_store,
+            open_store=open_store or self.open_store,
             logs_dir=self.logs_dir,
             concurrency=concurrency,
             executor=executor,
@@ -483,6 +491,52 @@ def test_a_job_enqueued_by_another_connection_is_picked_up(rig: Rig) -> None:
         w.step(max_wait=0.01)  # idle: nothing to claim
     rig.open_store().enqueue([NewJob(id="late", command="true", max_retries=3)])
     step_until(w, in_state(rig, "late", JobState.COMPLETED), "late job to complete")
+
+
+def test_a_watcher_that_breaks_leaves_the_worker_polling(tmp_path: Path) -> None:
+    # SQLite only, with stores of its own: the worker's threads open and close
+    # theirs, which the fixture's stores (closed by the main thread) cannot be.
+    path = tmp_path / "queue.db"
+
+    def breaking_store() -> Store:
+        store = SQLiteStore(path, durable=False)
+
+        def broken(timeout: float, interrupt: object) -> bool:
+            raise OSError(errno.EIO, "the watch descriptor failed")
+
+        store.wait_for_change = broken  # type: ignore[method-assign]
+        return store
+
+    store = SQLiteStore(path, durable=False)
+    # No heartbeat during the test: its commit would also wake a polling loop.
+    store.set_config("lease_timeout", "600")
+    store.set_config("heartbeat_interval", "300")
+    err = io.StringIO()
+    w = Worker(
+        store,
+        open_store=breaking_store,
+        logs_dir=tmp_path / "logs",
+        executor=Executor(guard=False),
+        out=io.StringIO(),
+        err=err,
+    )
+    try:
+        w.start()  # the heartbeat and watcher threads, as under `worker start`
+        step_until(w, lambda: "polling instead" in err.getvalue(), "the watcher to give up")
+        assert "Traceback" not in err.getvalue()
+        other = SQLiteStore(path)
+        try:
+            other.enqueue([NewJob(id="late", command="true", max_retries=3)])
+        finally:
+            other.close()
+
+        def completed() -> bool:
+            return store.get_job("late").state is JobState.COMPLETED
+
+        step_until(w, completed, "late job to complete")
+    finally:
+        w.shutdown()
+        store.close()
 
 
 def test_shutdown_with_running_jobs_claims_nothing_new(rig: Rig) -> None:

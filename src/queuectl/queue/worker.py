@@ -39,6 +39,11 @@ STORAGE_RETRY_MAX = 5.0  # seconds: cap of the backoff while the database is una
 RECORD_GIVE_UP = 60.0  # seconds a stopping worker keeps retrying to record outcomes
 
 
+def _describe(exc: Exception) -> str:
+    """One line for an error a background thread survives."""
+    return exc.message if isinstance(exc, QueuectlError) else f"{type(exc).__name__}: {exc}"
+
+
 def new_worker_id() -> str:
     """A fresh identity per `worker start` (never the host name: hosts run many)."""
     return f"w-{uuid.uuid4().hex[:10]}"
@@ -371,11 +376,11 @@ class Worker:
         )
 
     def _should_try_claim(self) -> bool:
-        if self._watcher is None:  # driven by step() alone: look for changes ourselves
-            if self.store.changed():
-                return True
-        elif self._notified.is_set():
+        if self._notified.is_set():  # the watcher saw a change, or stopped watching
             self._notified.clear()
+            return True
+        # Driven by step() alone, or the watcher gave up: look for changes ourselves.
+        if self._watcher is None and self.store.changed():
             return True
         if self._claim_now:
             return True
@@ -470,19 +475,20 @@ class Worker:
     # -- heartbeat and recovery ---------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
-        try:
-            store = self._open_store()
-        except QueuectlError as exc:
-            self._event(f"heartbeat cannot open the database: {exc.message}")
-            return
+        store: Store | None = None
         try:
             while not self._hb_stop.wait(self.settings.heartbeat_interval):
+                # Any error is retried at the next beat: a heartbeat thread that ended
+                # would leave this worker running jobs whose leases nobody renews.
                 try:
+                    if store is None:
+                        store = self._open_store()
                     self.beat(store)
-                except QueuectlError as exc:
-                    self._event(f"heartbeat failed (will retry): {exc.message}")
+                except Exception as exc:
+                    self._event(f"heartbeat failed (will retry): {_describe(exc)}")
         finally:
-            store.close()
+            if store is not None:
+                store.close()
 
     def beat(self, store: Store) -> None:
         """Renew leases, learn about stop requests, recover lost workers' jobs."""
@@ -505,8 +511,7 @@ class Worker:
         try:
             store = self._open_store()
         except QueuectlError as exc:
-            self._event(f"cannot watch for new jobs (polling instead): {exc.message}")
-            self._watcher = None
+            self._stop_watching(exc)
             return
         try:
             while not self._hb_stop.is_set():
@@ -520,8 +525,19 @@ class Worker:
                     self._want_wakeup.clear()
                     self._notified.set()
                     self._wake()
+        except Exception as exc:  # e.g. the inotify descriptor failed
+            self._stop_watching(exc)
         finally:
             store.close()
+
+    def _stop_watching(self, exc: Exception) -> None:
+        """From the watcher thread: the loop polls for changes from now on."""
+        self._event(f"cannot watch for new jobs (polling instead): {_describe(exc)}")
+        self._watcher = None
+        # The loop's own change check starts from now: anything committed since it
+        # last claimed must not wait for the next commit to be noticed.
+        self._notified.set()
+        self._wake()
 
     def _renewed(self, began: float) -> None:
         """Leases were renewed by a write that began at `began` (monotonic)."""
