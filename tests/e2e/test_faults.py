@@ -321,7 +321,10 @@ def test_thousand_quick_jobs_leave_no_zombies_and_leak_no_fds(sq: Queuectl) -> N
         counts.append(fd_count(worker.pid))
         return counts[-1] == baseline
 
-    wait_for(same, timeout=3, interval=0.1, message=f"fd count back to {baseline}: {counts[-5:]}")
+    try:
+        wait_for(same, timeout=3, interval=0.1, message=f"fd count back to {baseline}")
+    except AssertionError:
+        raise AssertionError(f"fd count not back to {baseline}: last {counts[-5:]}") from None
     assert worker.proc.poll() is None
     stop(worker)
     runs = check_invariants(sq, acked=acked, ledger=ledger).runs

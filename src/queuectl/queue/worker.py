@@ -475,11 +475,15 @@ class Worker:
     # -- heartbeat and recovery ---------------------------------------------------------------
 
     def _heartbeat_loop(self) -> None:
+        # Any error is retried at the next beat: a heartbeat thread that ended would
+        # leave this worker running jobs whose leases nobody renews.
         store: Store | None = None
         try:
+            try:
+                store = self._open_store()  # at once: a worker holds its connections from the start
+            except Exception as exc:
+                self._event(f"heartbeat cannot open the database (will retry): {_describe(exc)}")
             while not self._hb_stop.wait(self.settings.heartbeat_interval):
-                # Any error is retried at the next beat: a heartbeat thread that ended
-                # would leave this worker running jobs whose leases nobody renews.
                 try:
                     if store is None:
                         store = self._open_store()
@@ -514,6 +518,9 @@ class Worker:
             self._stop_watching(exc)
             return
         try:
+            # A zero wait sets up what the store waits with (SQLite: an inotify
+            # descriptor) now, so the worker holds the same descriptors all its life.
+            store.wait_for_change(0.0, self._hb_stop)
             while not self._hb_stop.is_set():
                 if not self._want_wakeup.wait(WATCH_SLICE):
                     continue
