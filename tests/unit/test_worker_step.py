@@ -522,8 +522,9 @@ def test_a_watcher_that_breaks_leaves_the_worker_polling(tmp_path: Path) -> None
     )
     try:
         w.start()  # the heartbeat and watcher threads, as under `worker start`
-        step_until(w, lambda: "polling instead" in err.getvalue(), "the watcher to give up")
+        wait_for(lambda: "polling instead" in err.getvalue(), message="the watcher to give up")
         assert "Traceback" not in err.getvalue()
+        w.step(max_wait=STEP)  # the claim the handover asks for: nothing to take yet
         other = SQLiteStore(path)
         try:
             other.enqueue([NewJob(id="late", command="true", max_retries=3)])

@@ -148,6 +148,7 @@ class Worker:
         self._want_wakeup = threading.Event()
         self._watcher: threading.Thread | None = None
         self._due_at: float | None = None  # store clock: when a waiting job becomes runnable
+        self._looked_for_changes = False  # see _changed_since_last_look()
         self._claim_now = True
         #: Claimed together with recording an outcome (complete_and_claim), to launch.
         self._next: Job | None = None
@@ -380,11 +381,20 @@ class Worker:
             self._notified.clear()
             return True
         # Driven by step() alone, or the watcher gave up: look for changes ourselves.
-        if self._watcher is None and self.store.changed():
+        if self._watcher is None and self._changed_since_last_look():
             return True
         if self._claim_now:
             return True
         return self._due_at is not None and self.store.now() >= self._due_at
+
+    def _changed_since_last_look(self) -> bool:
+        # The first look only sets the store's starting point and cannot tell what
+        # came before it (a watcher may hand over at any moment): count it as a change.
+        if not self._looked_for_changes:
+            self._looked_for_changes = True
+            self.store.changed()
+            return True
+        return self.store.changed()
 
     def _idle_wait(self) -> float:
         # With a watcher thread, its wake-up ends the wait; without one, poll.
