@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import signal
 import subprocess
@@ -78,6 +79,10 @@ def children_of(pid: int) -> dict[int, str]:
 
 
 def open_fd_count() -> int:
+    # Garbage left by earlier tests in this process (an unclosed file, a Popen) can
+    # be collected at any moment and close a descriptor mid-test: collect it first,
+    # so that a difference between two counts is the test's own.
+    gc.collect()
     return len(os.listdir("/proc/self/fd"))
 
 
