@@ -530,7 +530,8 @@ class Worker:
         try:
             # A zero wait sets up what the store waits with (SQLite: an inotify
             # descriptor) now, so the worker holds the same descriptors all its life.
-            store.wait_for_change(0.0, self._hb_stop)
+            with contextlib.suppress(QueuectlError):  # the database is away: the loop retries
+                store.wait_for_change(0.0, self._hb_stop)
             while not self._hb_stop.is_set():
                 if not self._want_wakeup.wait(WATCH_SLICE):
                     continue
