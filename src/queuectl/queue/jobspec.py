@@ -130,16 +130,10 @@ def build_job(
             f"starting with a letter or digit; got {job_id!r}"
         )
 
-    max_retries = get("max_retries")
-    if max_retries is None:
-        max_retries = settings.max_retries
-    else:
-        max_retries = _int_field(max_retries, "max_retries", 0, MAX_RETRIES_LIMIT, where)
-    priority = get("priority")
-    if priority is None:
-        priority = 0
-    else:
-        priority = _int_field(priority, "priority", -MAX_PRIORITY, MAX_PRIORITY, where)
+    max_retries = _int_field(
+        get("max_retries"), "max_retries", settings.max_retries, 0, MAX_RETRIES_LIMIT, where
+    )
+    priority = _int_field(get("priority"), "priority", 0, -MAX_PRIORITY, MAX_PRIORITY, where)
 
     queue = get("queue")
     if queue is None:
@@ -196,8 +190,11 @@ def build_jobs(
     return jobs
 
 
-def _int_field(value: object, name: str, low: int, high: int, where: str) -> int:
-    """A whole number given for `name` (not None), checked against `low..high`."""
+def _int_field(value: object, name: str, default: int, low: int, high: int, where: str) -> int:
+    """The whole number given for `name`, checked against `low..high`; `default`
+    when none was given (None)."""
+    if value is None:
+        return default
     if isinstance(value, bool) or not isinstance(value, int):
         # Flags arrive as text; only plain ASCII digits (`"²".isdigit()` is True).
         if isinstance(value, str) and _INTEGER_TEXT.fullmatch(value.strip()):

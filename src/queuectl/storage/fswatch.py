@@ -20,8 +20,8 @@ IN_MODIFY = 0x00000002
 IN_CREATE = 0x00000100
 IN_MOVED_TO = 0x00000080
 IN_Q_OVERFLOW = 0x00004000
-IN_NONBLOCK = os.O_NONBLOCK
-IN_CLOEXEC = 0o2000000
+IN_NONBLOCK = os.O_NONBLOCK  # inotify_init1's flags are the open(2) ones
+IN_CLOEXEC = os.O_CLOEXEC
 _EVENT = struct.Struct("iIII")  # wd, mask, cookie, len; then `len` bytes of name
 _BUFFER = 64 * 1024
 
