@@ -377,7 +377,7 @@ class Worker:
         )
 
     def _should_try_claim(self) -> bool:
-        if self._notified.is_set():  # the watcher saw a change, or stopped watching
+        if self._notified.is_set():  # the watcher saw a change
             self._notified.clear()
             return True
         # Driven by step() alone, or the watcher gave up: look for changes ourselves.
@@ -552,9 +552,8 @@ class Worker:
         """From the watcher thread: the loop polls for changes from now on."""
         self._event(f"cannot watch for new jobs (polling instead): {_describe(exc)}")
         self._watcher = None
-        # The loop's own change check starts from now: anything committed since it
-        # last claimed must not wait for the next commit to be noticed.
-        self._notified.set()
+        # Wake the loop: its first own look for changes counts as one, so it claims
+        # at once (see _changed_since_last_look).
         self._wake()
 
     def _renewed(self, began: float) -> None:
