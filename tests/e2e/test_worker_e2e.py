@@ -268,7 +268,9 @@ def test_ctrl_c_in_a_terminal_stops_the_worker_gracefully(qctl: Queuectl, tmp_pa
     """A terminal's Ctrl+C signals the whole foreground process group, not one pid."""
     gate = tmp_path / "gate"
     marker = tmp_path / "done"
-    job_id = qctl.enqueue({"command": gate_command(gate, f"echo done >> {q(marker)}")})
+    started = tmp_path / "started"
+    command = f"touch {q(started)}; " + gate_command(gate, f"echo done >> {q(marker)}")
+    job_id = qctl.enqueue({"command": command})
     out, err = tmp_path / "tty-worker.out", tmp_path / "tty-worker.err"
     with open(out, "wb") as o, open(err, "wb") as e:
         proc = subprocess.Popen(
@@ -282,7 +284,9 @@ def test_ctrl_c_in_a_terminal_stops_the_worker_gracefully(qctl: Queuectl, tmp_pa
         )
     worker = WorkerProcess(proc, out, err)
     qctl.workers.append(worker)  # the fixture kills it if the test fails
-    qctl.wait_state(job_id, "running")
+    # The command itself is running, not only claimed: a ^C while the job's shell
+    # is still being started reaches it too (docs/DECISIONS.md, section 7).
+    wait_for(started.exists, message="the job's command to start")
 
     os.killpg(proc.pid, signal.SIGINT)  # ^C
     try:
