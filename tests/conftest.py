@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from queuectl.models import JobState
 from queuectl.storage.base import Store
 from queuectl.storage.sqlite import SQLiteStore
 from tests.helpers import FakeClock, wait_for
@@ -204,9 +205,23 @@ class Queuectl:
         result: dict[str, int] = self.json("status")["jobs"]
         return result
 
-    def start_worker(self, *args: str, name: str | None = None, wait: bool = True) -> WorkerProcess:
+    def count(self, state: str) -> int:
+        """Jobs in `state`, read straight from the database (fast enough to poll)."""
+        from queuectl.storage import open_store
+
+        store = open_store(self.db_target)
+        try:
+            return store.count_by_state().get(JobState(state), 0)
+        finally:
+            store.close()
+
+    def start_worker(
+        self, *args: str, name: str | None = None, wait: bool = True, own_group: bool = False
+    ) -> WorkerProcess:
         """Start `queuectl worker start ARGS` in the background; with `wait`, until it has
-        registered (without, for workers that may die at once by design)."""
+        registered (without, for workers that may die at once by design). `own_group`:
+        in a process group of its own, like a command started at a shell prompt, so
+        that `os.killpg(worker.pid, SIGINT)` is a terminal's Ctrl+C."""
         index = len(self.workers)
         out = self.root / f"{name or f'worker{index}'}.out"
         err = self.root / f"{name or f'worker{index}'}.err"
@@ -218,6 +233,7 @@ class Queuectl:
                 stdin=subprocess.DEVNULL,
                 env=self.env,
                 cwd=self.root,
+                process_group=0 if own_group else None,
             )
         worker = WorkerProcess(proc, out, err)
         self.workers.append(worker)

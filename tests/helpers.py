@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import time
 from collections.abc import Callable
 from typing import TypeVar
+
+from queuectl.queue.executor import Executor
 
 T = TypeVar("T")
 
@@ -37,3 +41,25 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
+
+
+class SignalsBeforeGate(Executor):
+    """An executor that signals each new shell before opening its gate.
+
+    It recreates, on purpose, what a terminal's Ctrl+C to the worker's process
+    group can do by chance: reach a job's shell in the instant between its
+    creation and its `setsid`, so it dies before its command began. The executor
+    tells the watchdog about a shell (`_guard("+PID")`) between spawning it and
+    opening its gate; this is the seam used. Each shell is dead before this returns.
+    """
+
+    def __init__(self, *args: object, sig: int = signal.SIGINT, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self.sig = sig
+
+    def _guard(self, line: str | None = None) -> None:
+        super()._guard(line)
+        if line is not None and line.startswith("+"):
+            pid = int(line[1:])
+            os.kill(pid, self.sig)
+            os.waitid(os.P_PID, pid, os.WEXITED | os.WNOWAIT)  # dead, not reaped yet

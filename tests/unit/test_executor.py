@@ -24,7 +24,7 @@ import pytest
 from queuectl.queue import executor as executor_module
 from queuectl.queue import joblog
 from queuectl.queue.executor import GATE_CLOSED, MAX_LINE, READ_CHUNK, Executor, Outcome
-from tests.helpers import wait_for
+from tests.helpers import SignalsBeforeGate, wait_for
 
 # -- /proc helpers ---------------------------------------------------------------------------
 
@@ -226,6 +226,7 @@ def test_killed_by_a_signal_is_recorded_as_that_signal(
     assert outcome.signal == sig
     assert not outcome.timed_out
     assert not outcome.interrupted
+    assert not outcome.killed_before_command
     assert outcome.describe() == f"killed by {sig.name}"
 
 
@@ -408,6 +409,26 @@ def test_a_job_started_past_the_lease_guard_never_runs_its_command(
     start(executor, "in-time", f"touch {quote(str(marker))}", tmp_path)
     assert run_one(executor, "in-time").succeeded
     assert marker.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_a_shell_killed_before_its_command_began_is_interrupted_not_failed(
+    lines: Lines, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """A signal for the worker's process group (a terminal's Ctrl+C) can reach a
+    job's shell before it leaves that group: the command never ran, so the run is
+    reported as interrupted, and the worker gives the job back uncharged."""
+    marker = tmp_path / "ran"
+    executor = SignalsBeforeGate(lines, guard=False, sig=sig)
+    try:
+        start(executor, "early", f"touch {quote(str(marker))}", tmp_path)
+        outcome = run_one(executor, "early")
+    finally:
+        executor.close()
+    assert outcome.signal == sig
+    assert outcome.interrupted
+    assert outcome.killed_before_command
+    assert not marker.exists()
 
 
 def test_the_command_runs_as_under_sh_c(executor: Executor, lines: Lines, tmp_path: Path) -> None:

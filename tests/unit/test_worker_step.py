@@ -24,7 +24,7 @@ from queuectl.queue.worker import Worker
 from queuectl.storage.base import Store
 from queuectl.storage.sqlite import SQLiteStore
 from tests.conftest import StoreFactory
-from tests.helpers import FakeClock, wait_for
+from tests.helpers import FakeClock, SignalsBeforeGate, wait_for
 
 T = TypeVar("T")
 
@@ -65,11 +65,14 @@ class Rig:
         concurrency: int = 1,
         worker_id: str = "w-test",
         open_store: Callable[[], Store] | None = None,
+        executor_class: type[Executor] = Executor,
     ) -> Worker:
         # A caller-supplied executor gets no output callback from the Worker, so wire
         # the echo to the worker's own printer once the worker exists.
         built: list[Worker] = []
-        executor = Executor(on_line=lambda key, line: built[0]._echo_line(key, line), guard=False)
+        executor = executor_class(
+            on_line=lambda key, line: built[0]._echo_line(key, line), guard=False
+        )
         self.outs[worker_id] = io.StringIO()
         self.errs[worker_id] = io.StringIO()
         w = Worker(
@@ -323,6 +326,25 @@ def test_forced_stop_gives_the_running_job_back(rig: Rig) -> None:
     assert job.runs == 1
     assert job.next_attempt_at == at(rig.clock.now)
     assert "back to pending" in rig.err(w)
+
+
+def test_a_shell_killed_before_its_command_began_gives_the_job_back_uncharged(
+    rig: Rig,
+) -> None:
+    """A terminal's Ctrl+C signals the worker's whole process group; a job's shell
+    caught by it before it left that group never ran its command. The job goes back
+    to pending with no attempt charged, as for any interrupted run."""
+    rig.enqueue("early", "true", max_retries=1)
+    w = rig.worker(executor_class=SignalsBeforeGate)
+    step_until(w, lambda: rig.job("early").runs == 1, "the job to be claimed")
+    w.request_stop()  # before the job, given back, is claimed (and killed) again
+    step_until(w, lambda: w.finished, "worker to finish")
+    job = rig.job("early")
+    assert job.runs == 1
+    assert job.attempts == 0
+    assert job.state is JobState.PENDING
+    assert "before the command began" in (job.last_error or "")
+    assert "killed by SIGINT" in (job.last_error or "")
 
 
 def test_a_stopped_worker_claims_nothing(rig: Rig) -> None:

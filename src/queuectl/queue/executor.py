@@ -43,6 +43,9 @@ GATE_CLOSED = 111  # exit code of a shell whose gate closed before its command c
 # running the command. `set --` leaves the command without positional parameters,
 # as under a plain `sh -c COMMAND`; only the shell's own error messages differ
 # (they read "eval: foo: not found").
+# The gate also tells afterwards whether the command began: the executor keeps its
+# own copy of the gate's read end, and a newline still in the pipe when the shell
+# has exited was never read (see _Run.command_began).
 GATED_SHELL = f'read _ <&3 || exit {GATE_CLOSED}; exec 3<&-; eval "set --; $1"'
 
 
@@ -56,6 +59,10 @@ class Outcome:
     interrupted: bool = False
     error: str | None = None
     duration: float = 0.0
+    #: The shell was killed by a signal before its command began: a signal meant
+    #: for the worker's process group (a terminal's Ctrl+C) that reached the shell
+    #: in the instant before it left that group. Also `interrupted`.
+    killed_before_command: bool = False
 
     @property
     def succeeded(self) -> bool:
@@ -89,6 +96,7 @@ class _Run:
     deadline: float | None
     pipe_fd: int
     pidfd: int | None
+    gate_fd: int  # our copy of the gate's read end (see GATED_SHELL)
     partial: bytearray = field(default_factory=bytearray)
     kill_at: float | None = None
     timed_out: bool = False
@@ -102,6 +110,18 @@ class _Run:
             if pid:
                 self.returncode = os.waitstatus_to_exitcode(status)
         return self.returncode
+
+    def command_began(self) -> bool:
+        """Whether the shell read its gate (call once, after it has exited).
+
+        Our copy of the gate's write end is closed by then and the shell's copy of
+        the read end is gone with it, so this read cannot block: it returns the
+        newline the shell never read, or end-of-file.
+        """
+        try:
+            return os.read(self.gate_fd, 1) != b"\n"
+        except OSError:
+            return True
 
 
 class Executor:
@@ -189,7 +209,6 @@ class Executor:
             log.close()
             return Outcome(error=f"cannot start /bin/sh: {exc.strerror}")
         os.close(write_fd)
-        os.close(gate_r)
         self._guard(f"+{pid}")
         # Past the lease guard (this worker was frozen since its last renewal), the
         # job may already be someone else's: leave the gate shut, so it never runs.
@@ -209,6 +228,7 @@ class Executor:
             deadline=None if timeout is None else now + timeout,
             pipe_fd=read_fd,
             pidfd=pidfd,
+            gate_fd=gate_r,
             interrupted=late,
         )
         self._runs[key] = run
@@ -359,6 +379,12 @@ class Executor:
         if run.pidfd is not None:
             self._unwatch(run.pidfd)
             os.close(run.pidfd)
+        # A shell killed by a signal before it read its gate never ran the command:
+        # the signal was one sent to the worker's process group (a terminal's
+        # Ctrl+C) in the instant between the shell's creation and its `setsid`.
+        # The run is given back like one stopped on purpose, not charged.
+        killed_early = returncode < 0 and not run.command_began()
+        os.close(run.gate_fd)
         if run.partial and self._on_line is not None:
             self._on_line(run.key, bytes(run.partial) + b"\n")
         run.log.close()
@@ -367,9 +393,10 @@ class Executor:
             exit_code=returncode if returncode >= 0 else None,
             signal=-returncode if returncode < 0 else None,
             timed_out=run.timed_out,
-            interrupted=run.interrupted,
+            interrupted=run.interrupted or killed_early,
             error=run.log.error,
             duration=self._clock() - run.started,
+            killed_before_command=killed_early,
         )
 
     def _signal_group(self, run: _Run, sig: int) -> None:

@@ -312,6 +312,10 @@ class Worker:
             if item.past_guard and not outcome.succeeded:
                 outcome = replace(outcome, interrupted=True)
                 reason = "stopped: its worker could not renew the lease in time (not charged)"
+            elif outcome.killed_before_command:
+                reason = (
+                    f"its shell was {outcome.describe()} before the command began (not charged)"
+                )
             self._record(item.running, outcome, reason)
             self._unrecorded.pop(0)
             if self._next is not None:
