@@ -659,7 +659,7 @@ deadline = time.monotonic() + 10
 while not (pidfile.exists() and pidfile.read_text().strip()):
     assert time.monotonic() < deadline, "the job never wrote its pid"
     ex.poll(0.05)
-print("ready", ex._watchdog.pid, flush=True)
+print("ready", ex._watchdog_pid, flush=True)
 sys.stdin.read()  # block until killed
 """
 

@@ -51,8 +51,6 @@ def register(commands: Any) -> None:
 
 
 def worker_start(app: AppContext, args: argparse.Namespace) -> None:
-    from pathlib import Path
-
     from queuectl.errors import InvalidInput
     from queuectl.queue.jobspec import QUEUE_PATTERN
     from queuectl.queue.worker import Worker
@@ -69,7 +67,7 @@ def worker_start(app: AppContext, args: argparse.Namespace) -> None:
         Worker(
             store,
             open_store=lambda: app.open_store(durable=False, worker=True),
-            logs_dir=Path(app.logs_dir),
+            logs_dir=app.logs_dir,
             concurrency=args.count,
             queues=args.queues,
             quiet=args.quiet,

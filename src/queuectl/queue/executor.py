@@ -20,15 +20,14 @@ import math
 import os
 import select
 import signal
-import subprocess
 import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from os import PathLike
 
 from queuectl.queue.joblog import JobLog
+from queuectl.record import Record
 from queuectl.timeutil import format_seconds
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a group being stopped
@@ -49,8 +48,7 @@ GATE_CLOSED = 111  # exit code of a shell whose gate closed before its command c
 GATED_SHELL = f'read _ <&3 || exit {GATE_CLOSED}; exec 3<&-; eval "set --; $1"'
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(Record):
     """How a run ended. `interrupted`: stopped on purpose by `stop()`."""
 
     exit_code: int | None = None
@@ -87,21 +85,51 @@ class Outcome:
         return f"exit code {self.exit_code}"
 
 
-@dataclass(eq=False)
 class _Run:
-    key: str
-    pid: int  # of /bin/sh; also its process group id (it leads a new session)
-    log: JobLog
-    started: float
-    deadline: float | None
-    pipe_fd: int
-    pidfd: int | None
-    gate_fd: int  # our copy of the gate's read end (see GATED_SHELL)
-    partial: bytearray = field(default_factory=bytearray)
-    kill_at: float | None = None
-    timed_out: bool = False
-    interrupted: bool = False
-    returncode: int | None = None
+    """One command being run (identity, not value: a key names one run at a time)."""
+
+    __slots__ = (
+        "deadline",
+        "gate_fd",
+        "interrupted",
+        "key",
+        "kill_at",
+        "log",
+        "partial",
+        "pid",
+        "pidfd",
+        "pipe_fd",
+        "returncode",
+        "started",
+        "timed_out",
+    )
+
+    def __init__(
+        self,
+        *,
+        key: str,
+        pid: int,
+        log: JobLog,
+        started: float,
+        deadline: float | None,
+        pipe_fd: int,
+        pidfd: int | None,
+        gate_fd: int,
+        interrupted: bool,
+    ) -> None:
+        self.key = key
+        self.pid = pid  # of /bin/sh; also its process group id (it leads a new session)
+        self.log = log
+        self.started = started
+        self.deadline = deadline
+        self.pipe_fd = pipe_fd
+        self.pidfd = pidfd
+        self.gate_fd = gate_fd  # our copy of the gate's read end (see GATED_SHELL)
+        self.interrupted = interrupted
+        self.partial = bytearray()
+        self.kill_at: float | None = None
+        self.timed_out = False
+        self.returncode: int | None = None
 
     def poll(self) -> int | None:
         """Reap the shell if it has exited (without blocking); its exit code or None."""
@@ -144,22 +172,41 @@ class Executor:
         self._poller = select.poll()
         self._watched: dict[int, _Run | None] = {}  # fd -> its run (None: a wake-up fd)
         self._devnull = os.open(os.devnull, os.O_RDONLY)  # every job's stdin
+        self._devnull_w = os.open(os.devnull, os.O_WRONLY)  # the watchdog's output
         self._runs: dict[str, _Run] = {}
         # Encoded once, not for every job (posix_spawn wants bytes).
         self._base_env = {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
-        self._watchdog: subprocess.Popen[bytes] | None = None
+        self._watchdog_pid: int | None = None
+        self._watchdog_fd = -1  # the watchdog's stdin: lines of "+PGID", "-PGID", ...
         self._guard_lock = threading.Lock()  # the heartbeat thread writes lease lines too
         self._ended_groups: list[str] = []  # "-PGID" lines not sent to the watchdog yet
         self._guard_until = float("inf")  # monotonic; see guard_lease()
         if guard:
-            self._watchdog = subprocess.Popen(
+            self._start_watchdog()
+
+    def _start_watchdog(self) -> None:
+        # posix_spawn rather than subprocess.Popen: importing `subprocess` was a
+        # measurable share of a worker's start-up. Its own session, so a terminal's
+        # Ctrl+C does not reach it; only the pipe is inherited (all else is CLOEXEC).
+        read_fd, write_fd = os.pipe()
+        try:
+            self._watchdog_pid = os.posix_spawn(
+                sys.executable,
                 [sys.executable, "-m", "queuectl.queue.watchdog"],
-                stdin=subprocess.PIPE,
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
-                start_new_session=True,
-                close_fds=True,
+                os.environ,
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, read_fd, 0),
+                    (os.POSIX_SPAWN_DUP2, self._devnull_w, 1),
+                    (os.POSIX_SPAWN_DUP2, self._devnull_w, 2),
+                ],
+                setsid=True,
             )
+        except OSError:
+            os.close(write_fd)
+            raise
+        finally:
+            os.close(read_fd)
+        self._watchdog_fd = write_fd
 
     # -- starting and stopping ---------------------------------------------------------
 
@@ -420,26 +467,28 @@ class Executor:
         with self._guard_lock:
             lines = self._ended_groups if line is None else [*self._ended_groups, line]
             self._ended_groups = []
-            if self._watchdog is None or self._watchdog.stdin is None:
+            if self._watchdog_fd < 0:
                 return
             # A gone watchdog: jobs still run, they just lose the guard.
-            with contextlib.suppress(OSError, ValueError):
-                os.write(self._watchdog.stdin.fileno(), ("\n".join(lines) + "\n").encode())
+            with contextlib.suppress(OSError):
+                os.write(self._watchdog_fd, ("\n".join(lines) + "\n").encode())
 
     def close(self) -> None:
         """Release everything. Runs still going are killed (callers stop them first)."""
         for run in list(self._runs.values()):
             self._signal_group(run, signal.SIGKILL)
             self._finish(run)
-        if self._watchdog is not None:
+        if self._watchdog_pid is not None:
             self._guard("exit")
             with self._guard_lock:
-                assert self._watchdog.stdin is not None
-                self._watchdog.stdin.close()
-                self._watchdog.wait()
-                self._watchdog = None
+                os.close(self._watchdog_fd)
+                self._watchdog_fd = -1
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(self._watchdog_pid, 0)
+                self._watchdog_pid = None
         self._watched.clear()
         os.close(self._devnull)
+        os.close(self._devnull_w)
 
 
 def _pidfd_open(pid: int) -> int | None:

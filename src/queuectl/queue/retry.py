@@ -13,11 +13,10 @@ attempts=3 >= 3, is dead. A job that keeps failing therefore runs
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from queuectl.record import Record
 
 
-@dataclass(frozen=True, slots=True)
-class RetryDecision:
+class RetryDecision(Record):
     """What happens to a job after a failed run."""
 
     #: `attempts` after this failure.
@@ -28,8 +27,7 @@ class RetryDecision:
     delay: float
 
 
-@dataclass(frozen=True, slots=True)
-class RetryPolicy:
+class RetryPolicy(Record):
     """Exponential backoff with a cap."""
 
     backoff_base: float = 2.0

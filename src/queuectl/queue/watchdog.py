@@ -83,4 +83,7 @@ if __name__ == "__main__":
     # signals anyway in case someone signals the watchdog's group.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
+    # Descriptors the worker itself inherited (not close-on-exec) came along too:
+    # hold none of them, or a pipe the worker's parent reads would stay open.
+    os.closerange(3, 1 << 20)
     sys.exit(watch(sys.stdin.fileno()))

@@ -14,12 +14,7 @@ import signal
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
-from pathlib import Path
-from types import FrameType
-from typing import Any, TextIO, TypeGuard
 
 from queuectl.errors import QueuectlError, StorageError
 from queuectl.models import Job, JobState, WorkerInfo
@@ -30,6 +25,12 @@ from queuectl.queue.retry import RetryPolicy
 from queuectl.queue.settings import Settings
 from queuectl.storage.base import Store
 from queuectl.timeutil import format_seconds, to_iso
+
+TYPE_CHECKING = False  # importing `typing` (and `pathlib`) costs a worker's start-up time
+if TYPE_CHECKING:
+    from os import PathLike
+    from types import FrameType
+    from typing import Any, TextIO, TypeGuard
 
 BUSY_WAIT = 0.5  # seconds the loop waits at most for events (any event wakes it earlier)
 STEP_POLL = 0.010  # seconds: idle wait of a loop driven by step() alone (no watcher)
@@ -46,7 +47,7 @@ def _describe(exc: Exception) -> str:
 
 def new_worker_id() -> str:
     """A fresh identity per `worker start` (never the host name: hosts run many)."""
-    return f"w-{uuid.uuid4().hex[:10]}"
+    return f"w-{os.urandom(5).hex()}"  # not `uuid`, whose import costs start-up time
 
 
 def run_key(job: Job) -> str:
@@ -55,23 +56,29 @@ def run_key(job: Job) -> str:
     return f"{job.id}#{job.runs}"
 
 
-@dataclass
 class _Running:
-    job: Job
-    claimed_at: float  # monotonic
-    #: The lease was taken over: stop the run and discard its result.
-    lost: bool = False
+    """A job this worker has started."""
+
+    __slots__ = ("claimed_at", "job", "lost")
+
+    def __init__(self, job: Job, claimed_at: float) -> None:
+        self.job = job
+        self.claimed_at = claimed_at  # monotonic
+        #: The lease was taken over: stop the run and discard its result.
+        self.lost = False
 
 
-@dataclass
 class _Unrecorded:
     """An ended run whose outcome is not written yet (or could not be, yet)."""
 
-    running: _Running
-    outcome: Outcome
-    #: It ended after the lease guard ran out: the watchdog may have killed it, and
-    #: its lease may be someone else's; never charge it as the job's failure.
-    past_guard: bool = False
+    __slots__ = ("outcome", "past_guard", "running")
+
+    def __init__(self, running: _Running, outcome: Outcome, past_guard: bool = False) -> None:
+        self.running = running
+        self.outcome = outcome
+        #: It ended after the lease guard ran out: the watchdog may have killed it,
+        #: and its lease may be someone else's; never charge it as the job's failure.
+        self.past_guard = past_guard
 
 
 def guard_window(settings: Settings) -> float:
@@ -85,15 +92,17 @@ def guard_window(settings: Settings) -> float:
     return settings.lease_timeout - margin
 
 
-@dataclass
 class _Flags:
     """State shared with signal handlers and the heartbeat thread."""
 
-    signals: int = 0
-    stop_requested: bool = False
-    held: frozenset[str] | None = None
-    held_since: float = 0.0  # monotonic time the heartbeat's query began
-    lock: threading.Lock = field(default_factory=threading.Lock)
+    __slots__ = ("held", "held_since", "lock", "signals", "stop_requested")
+
+    def __init__(self) -> None:
+        self.signals = 0
+        self.stop_requested = False
+        self.held: frozenset[str] | None = None
+        self.held_since = 0.0  # monotonic time the heartbeat's query began
+        self.lock = threading.Lock()
 
 
 class Worker:
@@ -104,7 +113,7 @@ class Worker:
         store: Store,
         *,
         open_store: Callable[[], Store],
-        logs_dir: Path,
+        logs_dir: str | PathLike[str],
         concurrency: int = 1,
         queues: Sequence[str] = (),
         executor: Executor | None = None,
@@ -310,7 +319,7 @@ class Worker:
             item = self._unrecorded[0]
             outcome, reason = item.outcome, "interrupted by worker shutdown (not charged)"
             if item.past_guard and not outcome.succeeded:
-                outcome = replace(outcome, interrupted=True)
+                outcome = outcome.replace(interrupted=True)
                 reason = "stopped: its worker could not renew the lease in time (not charged)"
             elif outcome.killed_before_command:
                 reason = (
@@ -463,7 +472,9 @@ class Worker:
                 ok = self.store.complete(job.id, job.runs, self.id, outcome.exit_code or 0)
         else:
             self._refresh_settings(force=True)
-            policy = RetryPolicy(self.settings.backoff_base, self.settings.backoff_max)
+            policy = RetryPolicy(
+                backoff_base=self.settings.backoff_base, backoff_max=self.settings.backoff_max
+            )
             decision = policy.after_failure(job.attempts, job.max_retries)
             ok = self.store.fail(
                 job.id,
