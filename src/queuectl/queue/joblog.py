@@ -25,7 +25,7 @@ def log_path(logs_dir: str | PathLike[str], job_id: str) -> str:
 
     A string, not a Path: a worker computes one per job, and a Path costs more.
     """
-    return os.path.join(logs_dir, job_id + ".log")
+    return f"{os.fspath(logs_dir)}/{job_id}.log"  # os.path.join: twice the cost
 
 
 class JobLog:

@@ -420,10 +420,11 @@ class Worker:
         attempt = job.attempts + 1
         key = run_key(job)
         self._running[key] = _Running(job=job, claimed_at=time.monotonic())
-        self._event(
-            f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): {job.command}",
-            job.id,
-        )
+        if not self.quiet:  # per-job events: not even formatted under --quiet
+            self._event(
+                f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): {job.command}",
+                job.id,
+            )
         started = self.store.now()
 
         def header() -> str:  # formatted only if the job prints something
@@ -447,7 +448,6 @@ class Worker:
         """Write a run's outcome (fenced on the run); raises StorageError to retry later."""
         job = running.job
         job_id = job.id
-        took = format_seconds(outcome.duration)
         if running.lost:  # another worker owns the job now
             self._event(f"[{job_id}] run ended after losing its lease; result discarded", job_id)
             return
@@ -455,7 +455,8 @@ class Worker:
             ok = self.store.release(job.id, job.runs, self.id, interrupt_reason)
             message = "interrupted; back to pending (not charged)"
         elif outcome.succeeded:
-            message = f"completed in {took}"
+            # Not even formatted under --quiet (a worker of short jobs records many).
+            message = "" if self.quiet else f"completed in {format_seconds(outcome.duration)}"
             if self._claims_after_success():
                 self._refresh_settings()
                 ok, claimed = self.store.complete_and_claim(
@@ -493,6 +494,8 @@ class Worker:
                     f"failed ({outcome.describe()}); retry in {format_seconds(decision.delay)} "
                     f"(attempt {decision.attempts}/{job.max_retries})"
                 )
+        if self.quiet:
+            return
         if not ok:
             message = "lease was taken over by another worker; this run's result is discarded"
         self._event(f"[{job_id}] {message}", job_id)
