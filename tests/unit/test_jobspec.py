@@ -256,9 +256,24 @@ def test_unknown_field_is_refused_and_named() -> None:
     assert "'retries'" in error.message
 
 
-def test_error_names_where_the_job_came_from() -> None:
-    with pytest.raises(InvalidInput, match=r"^line 7: "):
-        build_job({"command": ""}, DEFAULTS, NOW, where="line 7")
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"command": ""},
+        {"priority": "high"},
+        {"delay": "soon"},
+        {"delay": "99999999d"},
+        {"run_at": "next tuesday"},
+        {"run_at": 5},
+        {"run_at": "2026-11-29T10:30:00Z", "delay": 5},
+        {"timeout": "later"},
+        {"timeout": 0},
+    ],
+)
+def test_error_names_where_the_job_came_from(fields: dict[str, Any]) -> None:
+    """In a file of 100,000 jobs, the line is what a user needs to find the mistake."""
+    with pytest.raises(InvalidInput, match=r"^jobs\.jsonl line 7: "):
+        build_job({"command": "true", **fields}, DEFAULTS, NOW, where="jobs.jsonl line 7")
 
 
 def test_build_jobs_keeps_order() -> None:

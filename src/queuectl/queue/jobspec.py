@@ -145,20 +145,24 @@ def build_job(
 
     run_at = get("run_at")
     delay = get("delay")
-    if run_at is not None:
-        if delay is not None:
-            raise InvalidInput(f"{where}: give 'run_at' or 'delay', not both")
-        if not isinstance(run_at, str):
-            raise InvalidInput(f"{where}: 'run_at' must be an ISO-8601 date-time string")
-        run_at = parse_instant(run_at)
-    elif delay is not None:
-        run_at = check_instant(now + parse_duration(delay, "delay"), "delay")
-
     timeout = settings.job_timeout
-    if "timeout" in spec:
-        timeout = None if spec["timeout"] is None else parse_duration(spec["timeout"], "timeout")
-        if timeout == 0:
-            raise InvalidInput(f"{where}: 'timeout' must be more than 0 seconds (or null for none)")
+    try:  # the time parsers name the field; the error also names the job (or line)
+        if run_at is not None:
+            if delay is not None:
+                raise InvalidInput("give 'run_at' or 'delay', not both")
+            if not isinstance(run_at, str):
+                raise InvalidInput("'run_at' must be an ISO-8601 date-time string")
+            run_at = parse_instant(run_at)
+        elif delay is not None:
+            run_at = check_instant(now + parse_duration(delay, "delay"), "delay")
+        if "timeout" in spec:
+            timeout = (
+                None if spec["timeout"] is None else parse_duration(spec["timeout"], "timeout")
+            )
+            if timeout == 0:
+                raise InvalidInput("'timeout' must be more than 0 seconds (or null for none)")
+    except InvalidInput as exc:
+        raise InvalidInput(f"{where}: {exc.message}") from None
 
     return NewJob(
         id=job_id,
