@@ -431,6 +431,24 @@ def test_a_shell_killed_before_its_command_began_is_interrupted_not_failed(
     assert not marker.exists()
 
 
+def test_descriptors_the_worker_inherited_do_not_reach_jobs(lines: Lines, tmp_path: Path) -> None:
+    """A pipe left open by whoever started the worker must not reach its jobs (a job's
+    daemon would hold it open for ever); the worker itself keeps it."""
+    read_end, write_end = os.pipe()
+    os.set_inheritable(write_end, True)  # as a parent's descriptor arrives
+    executor = Executor(lines, guard=False)
+    try:
+        start(executor, "fds", "ls /proc/$$/fd", tmp_path)
+        assert run_one(executor, "fds").succeeded
+    finally:
+        executor.close()
+        os.close(read_end)
+        os.close(write_end)  # still open here: only its inheritance was withheld
+    listed = {int(name) for name in lines.text("fds").split()}
+    assert {0, 1, 2} <= listed
+    assert write_end not in listed
+
+
 def test_the_command_runs_as_under_sh_c(executor: Executor, lines: Lines, tmp_path: Path) -> None:
     """The gate around the command changes nothing it can see: no positional
     parameters, $0 is /bin/sh, fd 3 is closed, and `exit` ends the job."""

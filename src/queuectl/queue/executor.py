@@ -181,6 +181,7 @@ class Executor:
         self._guard_lock = threading.Lock()  # the heartbeat thread writes lease lines too
         self._ended_groups: list[str] = []  # "-PGID" lines not sent to the watchdog yet
         self._guard_until = float("inf")  # monotonic; see guard_lease()
+        _withhold_inherited_descriptors()
         if guard:
             self._start_watchdog()
 
@@ -489,6 +490,26 @@ class Executor:
         self._watched.clear()
         os.close(self._devnull)
         os.close(self._devnull_w)
+
+
+def _withhold_inherited_descriptors() -> None:
+    """Mark the descriptors this process inherited (beyond 0-2) close-on-exec.
+
+    posix_spawn passes every inheritable descriptor on to each job, so a pipe that
+    `worker start`'s parent left open would reach every job, and any daemon a job
+    starts would hold it open. This process keeps them; its jobs do not get them
+    (as under subprocess's default `close_fds`). Linux's /proc tells which are open.
+    """
+    try:
+        names = os.listdir("/proc/self/fd")
+    except OSError:
+        return
+    for name in names:
+        fd = int(name)
+        if fd > 2:
+            with contextlib.suppress(OSError):  # e.g. listdir's own, closed by now
+                if os.get_inheritable(fd):
+                    os.set_inheritable(fd, False)
 
 
 def _pidfd_open(pid: int) -> int | None:
