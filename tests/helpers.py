@@ -53,9 +53,7 @@ class SignalsBeforeGate(Executor):
     opening its gate; this is the seam used. Each shell is dead before this returns.
     """
 
-    def __init__(self, *args: object, sig: int = signal.SIGINT, **kwargs: object) -> None:
-        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
-        self.sig = sig
+    sig: int = signal.SIGINT  # the signal sent; set another on an instance
 
     def _guard(self, line: str | None = None) -> None:
         super()._guard(line)

@@ -419,7 +419,8 @@ def test_a_shell_killed_before_its_command_began_is_interrupted_not_failed(
     job's shell before it leaves that group: the command never ran, so the run is
     reported as interrupted, and the worker gives the job back uncharged."""
     marker = tmp_path / "ran"
-    executor = SignalsBeforeGate(lines, guard=False, sig=sig)
+    executor = SignalsBeforeGate(lines, guard=False)
+    executor.sig = sig
     try:
         start(executor, "early", f"touch {quote(str(marker))}", tmp_path)
         outcome = run_one(executor, "early")
