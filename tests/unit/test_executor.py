@@ -23,7 +23,14 @@ import pytest
 
 from queuectl.queue import executor as executor_module
 from queuectl.queue import joblog
-from queuectl.queue.executor import GATE_CLOSED, MAX_LINE, READ_CHUNK, Executor, Outcome
+from queuectl.queue.executor import (
+    GATE_CLOSED,
+    GROUP_SIGNALS,
+    MAX_LINE,
+    READ_CHUNK,
+    Executor,
+    Outcome,
+)
 from tests.helpers import SignalsBeforeGate, wait_for
 
 # -- /proc helpers ---------------------------------------------------------------------------
@@ -411,7 +418,7 @@ def test_a_job_started_past_the_lease_guard_never_runs_its_command(
     assert marker.exists()
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", sorted(GROUP_SIGNALS))
 def test_a_shell_killed_before_its_command_began_is_interrupted_not_failed(
     lines: Lines, tmp_path: Path, sig: signal.Signals
 ) -> None:
@@ -430,6 +437,27 @@ def test_a_shell_killed_before_its_command_began_is_interrupted_not_failed(
     assert outcome.interrupted
     assert outcome.killed_before_command
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_a_shell_that_crashes_before_its_command_began_is_charged(
+    lines: Lines, tmp_path: Path, sig: signal.Signals
+) -> None:
+    """Only a signal meant for the worker's process group makes an early death
+    uncharged. A shell that crashes, or that the OOM killer takes, before its
+    command began fails as usual: a shell that can never start ends in the DLQ
+    through the retries, instead of going back to pending for ever."""
+    executor = SignalsBeforeGate(lines, guard=False)
+    executor.sig = sig
+    try:
+        start(executor, "crash", "true", tmp_path)
+        outcome = run_one(executor, "crash")
+    finally:
+        executor.close()
+    assert outcome.signal == sig
+    assert not outcome.interrupted
+    assert not outcome.killed_before_command
+    assert not outcome.succeeded
 
 
 def test_descriptors_the_worker_inherited_do_not_reach_jobs(lines: Lines, tmp_path: Path) -> None:

@@ -34,6 +34,9 @@ KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a group being stoppe
 READ_CHUNK = 65536  # bytes per read from a job's output pipe
 MAX_LINE = 64 * 1024  # bytes; longer "lines" are passed on in pieces
 GATE_CLOSED = 111  # exit code of a shell whose gate closed before its command could run
+#: What a terminal (^C, ^\, hang-up) or a `kill -PGID` sends to a whole process group:
+#: a shell killed by one of these before its command began is not charged.
+GROUP_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM})
 
 # The job's shell waits on a gate (fd 3) before it runs the command: the worker
 # opens it only after the watchdog has been told about the new process group, so
@@ -427,11 +430,13 @@ class Executor:
         if run.pidfd is not None:
             self._unwatch(run.pidfd)
             os.close(run.pidfd)
-        # A shell killed by a signal before it read its gate never ran the command:
-        # the signal was one sent to the worker's process group (a terminal's
-        # Ctrl+C) in the instant between the shell's creation and its `setsid`.
-        # The run is given back like one stopped on purpose, not charged.
-        killed_early = returncode < 0 and not run.command_began()
+        # A shell killed by a group's signal before it read its gate never ran the
+        # command: the signal was meant for the worker's process group (a terminal's
+        # Ctrl+C) and came in the instant between the shell's creation and its
+        # `setsid`. The run is given back like one stopped on purpose, not charged.
+        # Any other early death (a crash, the OOM killer) is charged, so a shell that
+        # cannot start at all ends in the DLQ instead of being retried for ever.
+        killed_early = returncode < 0 and -returncode in GROUP_SIGNALS and not run.command_began()
         os.close(run.gate_fd)
         if run.partial and self._on_line is not None:
             self._on_line(run.key, bytes(run.partial) + b"\n")
