@@ -46,10 +46,10 @@ BUSY_GIVE_UP = 120.0  # seconds of retrying before StorageBusy reaches the user
 JUMP_TOLERANCE = 1.0  # seconds the wall clock may get ahead of a steady clock unquestioned
 INTERRUPT_CHECK = 0.1  # seconds: how often a wait blocked on inotify looks at `interrupt`
 #: Seconds between looks at `data_version` after a write event, until the commit shows.
+SETTLE_PAUSES = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)
 #: Jobs of one state counted one by one before the state counts as large (see
 #: count_by_state): a few milliseconds at most.
 COUNT_CAP = 10_000
-SETTLE_PAUSES = (0.0005, 0.001, 0.002, 0.004, 0.008, 0.016, 0.032, 0.064, 0.128)
 Q = load_queries("sqlite.sql")
 
 
