@@ -301,6 +301,9 @@ def test_job_ignoring_sigterm_is_sigkilled_after_the_grace(tmp_path: Path) -> No
             assert outcome.signal == signal.SIGKILL
             # SIGTERM at 0.2 s did nothing; SIGKILL came one grace period later.
             assert 0.45 <= outcome.duration < 5
+            # The message names the limit the job exceeded, not the grace added to it.
+            assert outcome.time_limit == pytest.approx(0.2)
+            assert outcome.describe() == "timed out after 0.2s"
             wait_for(lambda: group_gone(pgid), timeout=10, message="the stubborn group to die")
         finally:
             kill_group_quietly(pgid)
@@ -524,6 +527,40 @@ def test_ten_megabytes_on_both_streams(tmp_path: Path) -> None:
     assert joblog.LOG_MAX_BYTES <= len(kept) <= 2 * joblog.LOG_MAX_BYTES
     assert kept.endswith(b"y" * 100_000)
     assert set(kept) == {ord("y")}  # the x's came first and were rotated away
+
+
+@contextlib.contextmanager
+def alarm(seconds: int, message: str) -> Iterator[None]:
+    """Fail (instead of hanging) if the block is still running after `seconds`."""
+
+    def expire(signum: int, frame: object) -> None:
+        raise AssertionError(message)
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def test_a_job_that_prints_without_pause_does_not_hold_up_the_loop(tmp_path: Path) -> None:
+    """`yes` refills its pipe as fast as the loop empties it (the loop hands every
+    line on): reading it until the pipe is empty never ends, and poll() would
+    never return to report the other job, enforce the deadline or see a Ctrl+C."""
+    ex = Executor(Lines(keep=False), guard=False)
+    try:
+        start(ex, "noisy", "yes", tmp_path, timeout=1.0)
+        start(ex, "quick", "sleep 0.2", tmp_path)
+        with alarm(30, "poll() did not return while a job printed without pause"):
+            quick = run_one(ex, "quick", timeout=30)
+            assert "noisy" in ex.running  # reported while the noisy job still ran
+            noisy = run_one(ex, "noisy", timeout=30)
+    finally:
+        ex.close()
+    assert quick.succeeded, quick.describe()
+    assert noisy.timed_out, noisy.describe()
 
 
 # -- failures to start ------------------------------------------------------------------------

@@ -32,6 +32,14 @@ from queuectl.timeutil import format_seconds
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a group being stopped
 READ_CHUNK = 65536  # bytes per read from a job's output pipe
+#: Reads of one job's output per turn of the loop. A job that prints without pause
+#: refills its pipe as fast as the loop empties it; unbounded, reading it would keep
+#: the loop from the other jobs, from deadlines and from Ctrl+C for as long as the
+#: job prints. Bounded, the job waits on its full pipe until the next turn.
+READS_PER_TURN = 4
+#: Reads after a job's shell ended: more than the largest pipe buffer holds (1 MiB
+#: by default), yet bounded, for a process that left the job's group may still write.
+READS_AT_EXIT = 32
 MAX_LINE = 64 * 1024  # bytes; longer "lines" are passed on in pieces
 GATE_CLOSED = 111  # exit code of a shell whose gate closed before its command could run
 #: What a terminal (^C, ^\, hang-up) or a `kill -PGID` sends to a whole process group:
@@ -60,6 +68,9 @@ class Outcome(Record):
     interrupted: bool = False
     error: str | None = None
     duration: float = 0.0
+    #: The time limit the run exceeded (when `timed_out`): the run itself lasted
+    #: longer, by the time its group took to end after SIGTERM.
+    time_limit: float | None = None
     #: The shell was killed by a signal before its command began: a signal meant
     #: for the worker's process group (a terminal's Ctrl+C) that reached the shell
     #: in the instant before it left that group. Also `interrupted`.
@@ -74,7 +85,7 @@ class Outcome(Record):
         if self.error is not None:
             return self.error
         if self.timed_out:
-            return f"timed out after {format_seconds(self.duration)}"
+            return f"timed out after {format_seconds(self.time_limit or self.duration)}"
         if self.signal is not None:
             try:
                 name = signal.Signals(self.signal).name
@@ -376,9 +387,9 @@ class Executor:
                 self._signal_group(run, signal.SIGKILL)
                 run.kill_at = None
 
-    def _read_output(self, run: _Run) -> bool:
-        """Copy what the pipe holds; returns False at end-of-file."""
-        while True:
+    def _read_output(self, run: _Run, reads: int = READS_PER_TURN) -> bool:
+        """Copy what the pipe holds, in at most `reads` reads; False at end-of-file."""
+        for _ in range(reads):
             try:
                 data = os.read(run.pipe_fd, READ_CHUNK)
             except BlockingIOError:
@@ -395,6 +406,7 @@ class Executor:
             run.log.write(data)
             if self._on_line is not None:
                 self._emit_lines(run, data)
+        return True
 
     def _emit_lines(self, run: _Run, data: bytes) -> None:
         assert self._on_line is not None
@@ -422,7 +434,7 @@ class Executor:
         with self._guard_lock:  # _guard() swaps the list from the heartbeat thread too
             self._ended_groups.append(f"-{run.pid}")
         if run.pipe_fd >= 0:
-            self._read_output(run)  # what was written before exit
+            self._read_output(run, READS_AT_EXIT)  # what was written before exit
         if run.pipe_fd >= 0:
             self._unwatch(run.pipe_fd)
             os.close(run.pipe_fd)
@@ -449,6 +461,7 @@ class Executor:
             interrupted=run.interrupted or killed_early,
             error=run.log.error,
             duration=self._clock() - run.started,
+            time_limit=run.deadline - run.started if run.timed_out and run.deadline else None,
             killed_before_command=killed_early,
         )
 
