@@ -29,6 +29,10 @@ class InvalidInput(QueuectlError):
     exit_code = 2
 
 
+class InvalidStoredSetting(QueuectlError):
+    """A setting kept in the database is invalid."""
+
+
 class JobNotFound(QueuectlError):
     """No such job."""
 

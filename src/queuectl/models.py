@@ -114,9 +114,10 @@ class Job(Record):
         for name in ("attempts", "max_retries", "priority", "runs", "recoveries"):
             if not isinstance(row[name], int) or isinstance(row[name], bool):
                 raise TypeError(f"{name} must be a whole number")
-        for name in ("id", "command", "queue"):
+        for name in ("id", "command", "queue", "state"):
             if not isinstance(row[name], str):
                 raise TypeError(f"{name} must be a string")
+        row["state"] = JobState.parse(row["state"]).value  # `processing` too, as on all input
         if row["created_at"] is None or row["updated_at"] is None:
             raise ValueError("created_at and updated_at are required")
         return cls.from_row(row)

@@ -14,16 +14,29 @@ DB_FILENAME = "queuectl.db"
 
 
 def data_dir() -> str:
-    """`$XDG_DATA_HOME/queuectl`, usually `~/.local/share/queuectl`."""
-    base = os.environ.get("XDG_DATA_HOME") or os.path.join(
-        os.path.expanduser("~"), ".local", "share"
-    )
+    """`$XDG_DATA_HOME/queuectl`, usually `~/.local/share/queuectl`.
+
+    A relative `XDG_DATA_HOME` is ignored, as the XDG spec asks: it would give each
+    working directory a queue of its own.
+    """
+    base = os.environ.get("XDG_DATA_HOME", "")
+    if not os.path.isabs(base):
+        base = os.path.join(os.path.expanduser("~"), ".local", "share")
     return os.path.join(base, "queuectl")
 
 
 def resolve_db(option: str | None) -> str:
-    """The database to use: `--db`, else `$QUEUECTL_DB`, else the default SQLite file."""
-    return option or os.environ.get(DB_ENV) or os.path.join(data_dir(), DB_FILENAME)
+    """The database to use: `--db`, else `$QUEUECTL_DB`, else the default SQLite file.
+
+    An empty `QUEUECTL_DB` counts as unset; an empty `--db` is a mistake.
+    """
+    if option is not None:
+        if not option.strip():
+            from queuectl.errors import InvalidInput
+
+            raise InvalidInput("--db: give a SQLite file path or a postgresql:// URL")
+        return option
+    return os.environ.get(DB_ENV) or os.path.join(data_dir(), DB_FILENAME)
 
 
 def is_postgres_url(target: str) -> bool:

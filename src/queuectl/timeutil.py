@@ -11,6 +11,10 @@ _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 #: Instants queuectl stores must be showable as ISO-8601: 1970-01-01 up to year 9999.
 LATEST_INSTANT = 253_402_300_799.0  # 9999-12-31T23:59:59Z
+#: The longest duration anything takes (timeouts, delays, settings): about 31 years.
+#: Longer ones are mistakes, and their sums with the present could leave the range
+#: of times queuectl can show (see LATEST_INSTANT).
+MAX_DURATION = 1_000_000_000.0
 
 
 def check_instant(ts: float, field: str) -> float:
@@ -63,24 +67,32 @@ def parse_instant(text: str) -> float:
 
 def parse_duration(value: object, field: str) -> float:
     """Parse seconds given as a number or as text like `90`, `1.5`, `30s`, `5m`, `2h`, `1d`."""
+    try:
+        return duration_seconds(value)
+    except ValueError as exc:
+        raise InvalidInput(f"{field}: {exc}") from None
+
+
+def duration_seconds(value: object) -> float:
+    """`parse_duration` without a field name: a ValueError says what is wrong."""
     if isinstance(value, bool):
-        raise InvalidInput(f"{field}: expected a number of seconds, got {value!r}")
+        raise ValueError(f"expected a number of seconds, got {value!r}")
     if isinstance(value, int | float):
         try:
             seconds = float(value)
         except OverflowError:
-            raise InvalidInput(f"{field}: {value!r} is too large") from None
+            raise ValueError(f"{value!r} is too large") from None
     elif isinstance(value, str):
         match = _DURATION.match(value)
         if not match:
-            raise InvalidInput(
-                f"{field}: {value!r} is not a duration (seconds, or e.g. 30s, 5m, 2h, 1d)"
-            )
+            raise ValueError(f"{value!r} is not a duration (seconds, or e.g. 30s, 5m, 2h, 1d)")
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
-        raise InvalidInput(f"{field}: expected a number of seconds, got {value!r}")
+        raise ValueError(f"expected a number of seconds, got {value!r}")
     if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
-        raise InvalidInput(f"{field}: must be a non-negative number of seconds")
+        raise ValueError("must be a non-negative number of seconds")
+    if seconds > MAX_DURATION:
+        raise ValueError(f"at most {MAX_DURATION:.0f} seconds (about 31 years)")
     return seconds
 
 

@@ -229,8 +229,20 @@ BAD_USAGE = [
     ["config", "set", "backoff_base", "fast"],
     ["config", "set", "backoff_base", "0.5"],
     ["config", "set", "lease_timeout", "0.1"],
+    ["config", "set", "job_timeout", "10000000000000000"],
+    ["config", "set", "backoff_max", "10000000000000000"],
+    ["enqueue", '{"command": "echo", "timeout": 1e300}'],
+    ["enqueue", "--delay", "1h", "--run-at", "2030-01-01T00:00:00Z", '{"command": "echo"}'],
+    ["list", "--limit", "99999999999999999999"],
+    ["dlq", "list", "--limit", "99999999999999999999"],
+    ["list", "--queue", "no/such/queue"],
     ["worker", "start", "--count", "0"],
     ["worker", "start", "--count", "two"],
+    ["worker", "stop", "--timeout", "-1"],
+    ["worker", "stop", "--timeout", "nan"],
+    ["export", "--file", "{missing}/export.jsonl"],
+    ["import", "--file", "{empty}"],
+    ["--db", "", "status"],
     ["frobnicate"],
 ]
 
@@ -241,8 +253,13 @@ def test_bad_input_is_exit_2_and_changes_nothing(qctl: Queuectl, tmp_path: Path)
     qctl.enqueue({"command": "echo existing", "id": "existing"})
     before = snapshot(qctl)
     problems = []
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
     for args in BAD_USAGE:
-        argv = [a.replace("{missing}", str(tmp_path / "missing.jsonl")) for a in args]
+        argv = [
+            a.replace("{missing}", str(tmp_path / "missing.jsonl")).replace("{empty}", str(empty))
+            for a in args
+        ]
         result = qctl.run(*argv, check=False, timeout=20)
         try:
             message = assert_error(result, 2)
@@ -477,3 +494,85 @@ def test_reader_that_goes_away_is_not_an_error(qctl: Queuectl) -> None:
     )
     assert result.stdout.startswith("ID")
     assert result.stderr == "rc=0\n"  # queuectl exited 0 and said nothing
+
+
+# -- found by a user's audit -------------------------------------------------------------------
+
+
+def test_a_time_flag_replaces_the_json_time(qctl: Queuectl) -> None:
+    # Flags win over the JSON, the time fields included: `--delay` replaces a
+    # `run_at` in the JSON (and `--run-at` a `delay`) instead of clashing with it.
+    later = qctl.json("enqueue", "--delay", "1h", '{"command":"x","run_at":"2030-01-01T00:00:00Z"}')
+    assert abs(epoch(later["next_attempt_at"]) - (time.time() + 3600)) < 60
+    fixed = qctl.json("enqueue", "--run-at", "2030-01-01T00:00:00Z", '{"command":"x","delay":60}')
+    assert fixed["next_attempt_at"] == "2030-01-01T00:00:00.000Z"
+
+
+@pytest.mark.parametrize(
+    "args",
+    [["show"], ["logs"], ["cancel"], ["dlq", "retry"]],
+    ids=lambda v: " ".join(v),
+)
+def test_an_id_that_is_not_text_is_no_job(qctl: Queuectl, args: list[str]) -> None:
+    # Bytes that are not UTF-8 reach Python as lone surrogates, which no database
+    # takes: no stored id can be such text.
+    message = assert_error(qctl.run(*args, "job-\udcff", check=False), 1)
+    assert "no job with id" in message
+
+
+def test_logs_of_a_job_without_output_says_so_on_stderr(qctl: Queuectl) -> None:
+    job_id = qctl.enqueue({"command": "true"})
+    result = qctl.run("logs", job_id)
+    assert result.stdout == ""  # stdout is the output, exactly: none
+    assert result.stderr == f"queuectl: job {job_id} has no output (yet)\n"
+    assert qctl.json("logs", job_id) == {"id": job_id, "output": ""}
+
+
+def test_control_characters_in_a_command_are_shown_escaped(qctl: Queuectl) -> None:
+    command = "printf '\x1b[2J'\necho done"
+    job_id = qctl.enqueue({"command": command})
+    assert qctl.job(job_id)["command"] == command  # stored and printed as JSON exactly
+    for args in (["list"], ["show", job_id]):
+        shown = qctl.run(*args).stdout
+        assert "\x1b" not in shown and "\\x1b[2J" in shown, shown
+    assert "printf '\\x1b[2J'\\necho done" in qctl.run("show", job_id).stdout
+
+
+def test_a_bad_stored_setting_is_named_and_can_be_set_again(qctl: Queuectl) -> None:
+    # What an earlier version stored for `config set job_timeout 10000000000000000`
+    # (its repr, which no reader parses) made every command fail with an error about
+    # input the user had not given, and `config set` could not repair it.
+    store = open_store(qctl.db_target)
+    try:
+        store.set_config("job_timeout", "1e+16")
+    finally:
+        store.close()
+    for args in (["status"], ["config", "show"], ["enqueue", '{"command":"true"}']):
+        message = assert_error(qctl.run(*args, check=False), 1)
+        assert "queuectl config set job_timeout" in message, message
+    assert qctl.run("config", "set", "job_timeout", "90").stdout == "job_timeout = 90\n"
+    assert qctl.json("config", "show")["job_timeout"] == 90
+
+
+def test_config_values_are_shown_as_given(qctl: Queuectl) -> None:
+    assert qctl.run("config", "set", "backoff_base", "1.2345678").stdout == (
+        "backoff_base = 1.2345678\n"
+    )
+    assert qctl.run("config", "get", "backoff_base").stdout == "1.2345678\n"
+
+
+def test_where_the_queue_lives_is_never_a_surprise(sq: Queuectl, tmp_path: Path) -> None:
+    qctl = sq  # paths only: no need to run it against PostgreSQL as well
+    env = {**qctl.env, "QUEUECTL_DB": ""}  # empty: the same as unset
+    env["XDG_DATA_HOME"] = "relative/data"  # relative: ignored (the XDG spec)
+    env["HOME"] = str(tmp_path / "home")
+    result = subprocess.run(
+        [qctl.exe, "status"], env=env, cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    default = tmp_path / "home" / ".local" / "share" / "queuectl" / "queuectl.db"
+    assert f"Database: {default} (sqlite)" in result.stdout
+    assert not (tmp_path / "relative").exists()
+    for target in ("/dev/null", str(tmp_path)):
+        message = assert_error(qctl.run("--db", target, "status", check=False), 1)
+        assert "not a regular file" in message
+    assert not Path("/dev/null-journal").exists()

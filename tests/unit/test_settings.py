@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queuectl.errors import InvalidInput
+from queuectl.errors import InvalidInput, InvalidStoredSetting
 from queuectl.queue.settings import (
     DEFAULT_HEARTBEAT_INTERVAL,
     DEFAULT_LEASE_TIMEOUT,
@@ -102,6 +102,11 @@ def test_valid_values_parse(key: str, text: str, expected: object) -> None:
         ("lease_timeout", "-3"),
         ("heartbeat_interval", "0.01"),
         ("heartbeat_interval", "fast"),
+        # Longer than any duration queuectl takes (their repr would be "1e+16",
+        # which no reader of the settings parses: one such value broke every command).
+        ("job_timeout", "10000000000000000"),
+        ("backoff_max", "1000000001"),
+        ("lease_timeout", "40000d"),
     ],
 )
 def test_invalid_values_are_invalid_input_with_exit_code_2(key: str, text: str) -> None:
@@ -187,3 +192,27 @@ def test_round_trip_of_several_changes() -> None:
         lease_timeout=3.0,
         heartbeat_interval=0.5,
     )
+
+
+@pytest.mark.parametrize(
+    ("key", "text"),
+    [
+        ("backoff_base", "1e16"),  # stored as "1e+16": parsed back by float()
+        ("backoff_base", "1.2345678901234567"),
+        ("job_timeout", "1000000000"),
+        ("backoff_max", "0.001"),
+    ],
+)
+def test_extreme_values_that_are_accepted_are_stored_readably(key: str, text: str) -> None:
+    name, stored = validate_change(Settings(), key, text)
+    assert Settings.from_stored({name: stored}).to_dict()[name] == parse_value(name, text)
+
+
+def test_a_stored_value_that_does_not_parse_names_its_repair() -> None:
+    with pytest.raises(InvalidStoredSetting) as info:
+        Settings.from_stored({"job_timeout": "1e+16", "max_retries": "4"})
+    assert info.value.exit_code == 1  # not the user's input: the database's content
+    assert "config set job_timeout" in info.value.message
+    # The key a `config set` is about to replace is not read, so the repair works.
+    repaired = Settings.from_stored({"job_timeout": "1e+16", "max_retries": "4"}, "job_timeout")
+    assert repaired == Settings(max_retries=4)

@@ -160,6 +160,7 @@ def test_parse_duration(value: object, seconds: float) -> None:
         *("-5", "-5s", "abc", "5x", "5 minutes", "", "1e3"),
         *(True, False, None, [], -1, -0.5),
         *(float("nan"), float("inf"), float("-inf")),
+        *(1e9 + 1, 10**10, "11575d", 1e300),  # longer than MAX_DURATION (about 31 years)
     ],
 )
 def test_parse_duration_rejects_bad_values(value: object) -> None:

@@ -29,7 +29,10 @@ def register(commands: Any) -> None:
 
 
 def _text(value: Any) -> str:
-    return "none" if value is None else (f"{value:g}" if isinstance(value, float) else str(value))
+    if value is None:
+        return "none"
+    # 15 significant digits: every value exactly as given (":g" would round to 6).
+    return f"{value:.15g}" if isinstance(value, float) else str(value)
 
 
 def config_show(app: AppContext, args: argparse.Namespace) -> None:

@@ -80,7 +80,15 @@ def export_queue(app: AppContext, args: argparse.Namespace) -> None:
         for line in service.export_lines():
             sys.stdout.write(line + "\n")
         return
-    with open(args.file, "w", encoding="utf-8") as handle:
+    import os
+
+    from queuectl.errors import InvalidInput
+
+    try:  # private like every file queuectl creates: it holds every command
+        fd = os.open(args.file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise InvalidInput(f"cannot write {args.file}: {exc.strerror}") from None
+    with open(fd, "w", encoding="utf-8") as handle:
         for line in service.export_lines():
             handle.write(line + "\n")
 

@@ -89,10 +89,10 @@ def _enqueue(app: AppContext, args: argparse.Namespace) -> None:
     if (args.job_json is None) == (args.file is None):
         raise InvalidInput("give one JSON job, or --file FILE (or --file - for stdin)")
     if args.job_json is not None:
-        specs = [("job", {**parse_json_object(args.job_json), **overrides})]
+        specs = [("job", _with_flags(parse_json_object(args.job_json), overrides))]
     elif overrides:
         specs = [
-            (where, {**parse_json_object(line, where), **overrides})
+            (where, _with_flags(parse_json_object(line, where), overrides))
             for where, line in read_input_lines(args.file)
         ]
     else:  # no flags to merge: the parsed dicts as they are, not a copy of each
@@ -109,6 +109,17 @@ def _enqueue(app: AppContext, args: argparse.Namespace) -> None:
         emit_json(jobs[0].to_dict() if args.job_json is not None else [j.to_dict() for j in jobs])
     else:
         sys.stdout.write("".join(f"{job_id}\n" for job_id in enqueued.ids()))
+
+
+#: The fields that say when a job may run: a flag for either replaces both in the JSON.
+WHEN_FIELDS = frozenset({"run_at", "delay"})
+
+
+def _with_flags(spec: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """The JSON's fields with the flags' over them (flags win)."""
+    if not WHEN_FIELDS.isdisjoint(overrides):
+        spec = {k: v for k, v in spec.items() if k not in WHEN_FIELDS}
+    return {**spec, **overrides}
 
 
 def read_input_lines(file: str) -> list[tuple[str, str]]:

@@ -77,9 +77,11 @@ def logs(app: AppContext, args: argparse.Namespace) -> None:
         from queuectl.cli.render import emit_json
 
         emit_json({"id": args.job_id, "output": output.decode("utf-8", "replace")})
-    else:
+    elif output:
         sys.stdout.buffer.write(output)
         sys.stdout.flush()
+    else:  # on stderr: stdout stays exactly the output (none), for pipes
+        sys.stderr.write(f"queuectl: job {args.job_id} has no output (yet)\n")
 
 
 def cancel(app: AppContext, args: argparse.Namespace) -> None:

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from queuectl.models import Job, JobState
+from queuectl.textutil import one_line
 from queuectl.timeutil import format_seconds, to_iso
 
 COMMAND_WIDTH = 60  # characters of a command shown in tables; ids are never cut
@@ -40,7 +41,7 @@ def when(ts: float | None, now: float) -> str:
 
 
 def short(text: str, width: int = COMMAND_WIDTH) -> str:
-    flat = " ".join(text.split())
+    flat = one_line(" ".join(text.split()))
     return flat if len(flat) <= width else flat[: width - 1] + "…"
 
 
@@ -73,7 +74,7 @@ def job_details(job: Job) -> str:
     width = max(len(k) for k in data)
     lines = []
     for key, value in data.items():
-        shown = "-" if value is None else str(value)
+        shown = "-" if value is None else one_line(str(value))
         lines.append(f"{key.ljust(width)}  {shown}")
     return "\n".join(lines)
 

@@ -80,6 +80,10 @@ def worker_stop(app: AppContext, args: argparse.Namespace) -> int:
     def progress(remaining: int) -> None:
         sys.stderr.write(f"queuectl: waiting for {remaining} worker(s) to finish running jobs...\n")
 
+    if args.timeout is not None and not 0 <= args.timeout < float("inf"):
+        from queuectl.errors import InvalidInput
+
+        raise InvalidInput(f"--timeout must be 0 or more seconds; got {args.timeout:g}")
     asked, remaining = app.service().stop_workers(
         wait=not args.no_wait, timeout=args.timeout, progress=progress
     )

@@ -10,7 +10,7 @@ import builtins
 import json
 import time
 
-from queuectl.errors import InvalidInput
+from queuectl.errors import DuplicateJob, InvalidInput, JobNotFound
 from queuectl.models import Job, JobState, NewJob, WorkerInfo
 from queuectl.queue import settings as settings_mod
 from queuectl.queue.jobspec import ID_PATTERN, QUEUE_PATTERN, build_jobs, parse_json_object
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 STOP_POLL = 0.2  # seconds between checks while `worker stop` waits
+MAX_LIMIT = 2**63 - 1  # the largest integer either database takes
 
 
 class Status(Record):
@@ -77,14 +78,23 @@ class QueueService:
         return Enqueued(new_jobs=jobs, at=self.store.enqueue(jobs))
 
     def get(self, job_id: str) -> Job:
-        return self.store.get_job(job_id)
+        return self.store.get_job(_lookup_id(job_id))
+
+    def _exists(self, job_id: str) -> bool:
+        try:
+            self.store.get_job(job_id)
+        except JobNotFound:
+            return False
+        return True
 
     def list_jobs(
         self, state: str | None = None, queue: str | None = None, limit: int | None = None
     ) -> list[Job]:
         parsed = parse_state(state) if state is not None else None
-        if limit is not None and limit < 0:
-            raise InvalidInput("--limit must be 0 or more (0 means no limit)")
+        if limit is not None and not 0 <= limit <= MAX_LIMIT:
+            raise InvalidInput(f"--limit must be 0 to {MAX_LIMIT} (0 means no limit)")
+        if queue is not None and not QUEUE_PATTERN.fullmatch(queue):
+            raise InvalidInput(f"--queue: {queue!r} is not a valid queue name")
         return self.store.list_jobs(parsed, queue, limit or None)
 
     def logs(self, job_id: str) -> bytes:
@@ -93,14 +103,14 @@ class QueueService:
 
         from queuectl.queue.joblog import log_path, read_log
 
-        self.store.get_job(job_id)  # JobNotFound for unknown ids
+        self.store.get_job(_lookup_id(job_id))  # JobNotFound for unknown ids
         return read_log(log_path(Path(self.logs_dir), job_id))
 
     def retry_dead(self, job_id: str) -> Job:
-        return self.store.retry_dead(job_id)
+        return self.store.retry_dead(_lookup_id(job_id))
 
     def cancel(self, job_id: str) -> Job:
-        return self.store.cancel(job_id)
+        return self.store.cancel(_lookup_id(job_id))
 
     def status(self) -> Status:
         return Status(
@@ -171,19 +181,19 @@ class QueueService:
         """Load `export` output (`(where, line)` pairs), all or nothing; returns
         `(jobs, settings)` imported. Settings are validated like `config set`."""
         jobs: builtins.list[Job] = []
-        settings: dict[str, str] = {}
-        current = self.settings()
+        changes: dict[str, str] = {}
         for where, line in lines:
             record = parse_json_object(line, where)
             kind = record.pop("type", None)
             if kind == "config" and isinstance(record.get("settings"), dict):
                 for key, value in record["settings"].items():
-                    name, stored = settings_mod.validate_change(current, key, str(value))
-                    settings[name] = stored
+                    changes[settings_mod.normalize_key(key)] = str(value)
             elif kind == "job":
                 try:
                     job = Job.from_dict(record)
-                except (KeyError, TypeError, ValueError) as exc:
+                except KeyError as exc:
+                    raise InvalidInput(f"{where}: not an exported job (no {exc} field)") from None
+                except (TypeError, ValueError) as exc:
                     raise InvalidInput(f"{where}: not an exported job ({exc})") from None
                 if not ID_PATTERN.fullmatch(job.id) or not QUEUE_PATTERN.fullmatch(job.queue):
                     raise InvalidInput(f"{where}: invalid job id or queue name")
@@ -195,7 +205,18 @@ class QueueService:
             if job.id in seen:
                 raise InvalidInput(f"job id {job.id!r} appears twice; nothing was imported")
             seen.add(job.id)
-        count = self.store.import_jobs(jobs) if jobs else 0
+        settings = settings_mod.validate_changes(self.settings(), changes)
+        if not jobs and not settings:
+            raise InvalidInput("nothing to import: no job or config lines found")
+        try:
+            count = self.store.import_jobs(jobs) if jobs else 0
+        except DuplicateJob:
+            for job in jobs:  # name one (the store's error cannot)
+                if self._exists(job.id):
+                    raise DuplicateJob(
+                        f"a job with id {job.id!r} already exists; nothing was imported"
+                    ) from None
+            raise
         for key, value in settings.items():
             self.store.set_config(key, value)
         return count, len(settings)
@@ -209,9 +230,22 @@ class QueueService:
         return self.settings().to_dict()[settings_mod.normalize_key(key)]
 
     def config_set(self, key: str, value: str) -> tuple[str, Any]:
-        name, stored = settings_mod.validate_change(self.settings(), key, value)
+        # The value being replaced is not read: a bad one must not block its repair.
+        name = settings_mod.normalize_key(key)
+        current = Settings.from_stored(self.store.get_config(), replacing=name)
+        name, stored = settings_mod.validate_change(current, name, value)
         self.store.set_config(name, stored)
         return name, self.settings().to_dict()[name]
+
+
+def _lookup_id(job_id: str) -> str:
+    """An id to look up. Text that is not valid Unicode (bytes a shell passed through
+    undecoded) is no job's id: every stored id is checked text."""
+    try:
+        job_id.encode("utf-8")
+    except UnicodeEncodeError:
+        raise JobNotFound(f"no job with id {job_id!r}") from None
+    return job_id
 
 
 def parse_state(text: str) -> JobState:

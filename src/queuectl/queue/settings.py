@@ -6,9 +6,9 @@ invalid value is `InvalidInput` (exit code 2) and changes nothing.
 
 from __future__ import annotations
 
-from queuectl.errors import InvalidInput
+from queuectl.errors import InvalidInput, InvalidStoredSetting
 from queuectl.record import Record
-from queuectl.timeutil import parse_duration
+from queuectl.timeutil import duration_seconds
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -37,9 +37,24 @@ class Settings(Record):
     heartbeat_interval: float = DEFAULT_HEARTBEAT_INTERVAL
 
     @classmethod
-    def from_stored(cls, stored: Mapping[str, str]) -> Settings:
-        """Build from the raw strings kept in the database; unknown keys are ignored."""
-        values = {k: parse_value(k, v) for k, v in stored.items() if k in KEYS}
+    def from_stored(cls, stored: Mapping[str, str], replacing: str | None = None) -> Settings:
+        """Build from the raw strings kept in the database; unknown keys are ignored,
+        and so is the key `replacing` (a `config set` about to overwrite it).
+
+        A value that does not parse (written by hand, or by a version of queuectl
+        that stored what it could not read back) is InvalidStoredSetting, whose
+        message says how to repair it.
+        """
+        values = {}
+        for key, text in stored.items():
+            if key in KEYS and key != replacing:
+                try:
+                    values[key] = KEYS[key](text)
+                except ValueError as exc:
+                    raise InvalidStoredSetting(
+                        f"the stored setting {key} = {text!r} is invalid ({exc}); "
+                        f"set it again: queuectl config set {key} VALUE"
+                    ) from None
         return cls(**values)
 
     def to_dict(self) -> dict[str, Any]:
@@ -73,10 +88,7 @@ def _float_at_least(minimum: float, exclusive: bool = False) -> Callable[[str], 
 
 def _seconds(minimum: float) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        try:
-            value = parse_duration(text, "value")
-        except InvalidInput:
-            raise ValueError("expected seconds (e.g. 30, 2.5, 5m)") from None
+        value = duration_seconds(text)
         if value < minimum:
             raise ValueError(f"must be at least {minimum:g} seconds")
         return value
@@ -120,20 +132,47 @@ def parse_value(key: str, text: str) -> Any:
 def validate_change(current: Settings, key: str, text: str) -> tuple[str, str]:
     """Check `config set KEY VALUE` against the current settings.
 
-    Returns the canonical key and the normalized text to store. The lease must
-    outlast at least two missed heartbeats, or a busy but healthy worker would
-    lose its jobs to recovery.
+    Returns the canonical key and the normalized text to store.
     """
-    name = normalize_key(key)
-    value = parse_value(name, text)
-    proposed = Settings(**{**current.to_dict(), name: value})
+    ((name, stored),) = validate_changes(current, {key: text}).items()
+    return name, stored
+
+
+def validate_changes(current: Settings, changes: Mapping[str, str]) -> dict[str, str]:
+    """Check several changes made together (an `import`), against the current
+    settings; returns the normalized text to store by canonical key.
+
+    The lease must outlast at least two missed heartbeats, or a busy but healthy
+    worker would lose its jobs to recovery. It is checked on the settings after all
+    the changes: changed one at a time, a valid pair could fail in between.
+    """
+    values: dict[str, Any] = {}
+    texts: dict[str, str] = {}
+    for key, text in changes.items():
+        name = normalize_key(key)
+        values[name] = parse_value(name, text)
+        texts[name] = text
+    proposed = Settings(**{**current.to_dict(), **values})
     if proposed.heartbeat_interval * 2 > proposed.lease_timeout:
+        changed = [n for n in ("lease_timeout", "heartbeat_interval") if n in texts]
+        culprit = f"invalid value {texts[changed[0]]!r} for {changed[0]}" if changed else "settings"
         raise InvalidInput(
-            f"invalid value {text!r} for {name}: heartbeat_interval "
-            f"({proposed.heartbeat_interval:g}s) must be at most half of lease_timeout "
-            f"({proposed.lease_timeout:g}s)"
+            f"{culprit}: heartbeat_interval ({proposed.heartbeat_interval:g}s) must be at "
+            f"most half of lease_timeout ({proposed.lease_timeout:g}s)"
         )
+    return {name: _stored_text(name, value, texts[name]) for name, value in values.items()}
+
+
+def _stored_text(name: str, value: Any, text: str) -> str:
     stored = (
         "none" if value is None else (str(value) if not isinstance(value, float) else repr(value))
     )
-    return name, stored
+    # Only text that parses back to the same value may be stored: every reader of
+    # the settings (every worker, every command) would refuse anything else.
+    try:
+        round_trips = KEYS[name](stored) == value
+    except ValueError:
+        round_trips = False
+    if not round_trips:
+        raise InvalidInput(f"invalid value {text!r} for {name}: cannot be stored exactly")
+    return stored

@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 
-from queuectl.errors import QueuectlError, StorageError
+from queuectl.errors import InvalidStoredSetting, QueuectlError, StorageError
 from queuectl.models import Job, JobState, WorkerInfo
 from queuectl.queue.executor import Executor, Outcome
 from queuectl.queue.hostinfo import hostname, known_dead
@@ -24,6 +24,7 @@ from queuectl.queue.joblog import log_path
 from queuectl.queue.retry import RetryPolicy
 from queuectl.queue.settings import Settings
 from queuectl.storage.base import Store
+from queuectl.textutil import one_line
 from queuectl.timeutil import format_seconds, to_iso
 
 TYPE_CHECKING = False  # importing `typing` (and `pathlib`) costs a worker's start-up time
@@ -144,6 +145,7 @@ class Worker:
         )
         self.settings = Settings.from_stored(store.get_config())
         self._settings_read = time.monotonic()
+        self._bad_setting: str | None = None  # the last InvalidStoredSetting reported
         self._running: dict[str, _Running] = {}  # by run_key()
         self._unrecorded: list[_Unrecorded] = []
         self._storage_retry_at = 0.0  # monotonic; no claims or records before it
@@ -422,7 +424,8 @@ class Worker:
         self._running[key] = _Running(job=job, claimed_at=time.monotonic())
         if not self.quiet:  # per-job events: not even formatted under --quiet
             self._event(
-                f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): {job.command}",
+                f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): "
+                f"{one_line(job.command)}",
                 job.id,
             )
         started = self.store.now()
@@ -619,8 +622,16 @@ class Worker:
 
     def _refresh_settings(self, force: bool = False) -> None:
         if force or time.monotonic() - self._settings_read > SETTINGS_REFRESH:
-            self.settings = Settings.from_stored(self.store.get_config())
+            stored = self.store.get_config()
             self._settings_read = time.monotonic()
+            try:
+                self.settings = Settings.from_stored(stored)
+            except InvalidStoredSetting as exc:  # written by hand: keep working as before
+                if exc.message != self._bad_setting:
+                    self._event(f"{exc.message}; keeping the previous settings")
+                self._bad_setting = exc.message
+            else:
+                self._bad_setting = None
 
     # -- signals and output ------------------------------------------------------------------
 

@@ -698,6 +698,9 @@ def _create_private_file(path: str) -> None:
     SQLite gives its -wal and -shm files the database file's permissions.
     """
     if os.path.exists(path):
+        if not os.path.isfile(path):  # a directory, /dev/null, a pipe: SQLite would
+            # fail later, or write its journal beside it (in /dev, say)
+            raise StorageUnavailable(f"cannot open the database {path}: not a regular file")
         return
     try:
         make_private_dir(os.path.dirname(os.path.abspath(path)))
