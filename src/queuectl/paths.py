@@ -28,38 +28,70 @@ def data_dir() -> str:
 def resolve_db(option: str | None) -> str:
     """The database to use: `--db`, else `$QUEUECTL_DB`, else the default SQLite file.
 
-    An empty `QUEUECTL_DB` counts as unset; an empty `--db` is a mistake.
+    An empty `QUEUECTL_DB` counts as unset; an empty `--db` is a mistake, and so is
+    a URL of any scheme but PostgreSQL's (`mysql://`, `sqlite:///x.db`, a typo):
+    taken as a SQLite path, it would quietly make a new queue in a file of that name.
     """
-    if option is not None:
-        if not option.strip():
-            from queuectl.errors import InvalidInput
+    from queuectl.errors import InvalidInput
 
-            raise InvalidInput("--db: give a SQLite file path or a postgresql:// URL")
-        return option
-    return os.environ.get(DB_ENV) or os.path.join(data_dir(), DB_FILENAME)
+    if option is not None and not option.strip():
+        raise InvalidInput("--db: give a SQLite file path or a postgresql:// URL")
+    target = option or os.environ.get(DB_ENV) or os.path.join(data_dir(), DB_FILENAME)
+    scheme = _URL_SCHEME.match(target)
+    if scheme is None:
+        return target
+    if scheme.group(1).lower() in POSTGRES_SCHEMES:  # libpq reads only lower case
+        return scheme.group(1).lower() + target[len(scheme.group(1)) :]
+    raise InvalidInput(
+        f"{redact_url(target)}: not a database queuectl can use: give a SQLite file "
+        "path or a postgresql:// URL"
+    )
+
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
+_URL_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*)://")
 
 
 def is_postgres_url(target: str) -> bool:
-    """True when `target` names a PostgreSQL database rather than a SQLite path."""
+    """True when `target` (as `resolve_db` returns it) names a PostgreSQL database."""
     return target.startswith(("postgresql://", "postgres://"))
 
 
 def redact_url(url: str) -> str:
-    """The URL without its password, for messages, `status` and file names."""
-    return re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    """The URL without its password (`user:password@` or `?password=`), for messages,
+    `status` and file names."""
+    url = re.sub(r"(://[^:/@]+):[^@]*@", r"\1:***@", url)
+    return re.sub(r"([?&]password=)[^&]*", r"\1***", url)
+
+
+def queue_identity(url: str) -> str:
+    """What names one PostgreSQL queue whatever the URL's spelling: host and port
+    (5432 when not given), database and options (where `search_path` picks the
+    schema). Not the user, the password, nor the scheme's spelling."""
+    from urllib.parse import parse_qs, urlsplit
+
+    parts = urlsplit(url)
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    hosts = hosts.lower()
+    if hosts and ":" not in hosts.replace("[", "").split("]")[-1] and "," not in hosts:
+        hosts += ":5432"
+    dbname = parts.path.lstrip("/") or userinfo.partition(":")[0]  # libpq's default
+    options = parse_qs(parts.query).get("options", [])
+    return f"{hosts}/{dbname}?options={'&'.join(options)}"
 
 
 def logs_dir_for(db_target: str) -> str:
     """Where this host keeps job logs for a queue.
 
     Beside a SQLite database (`queuectl.db` -> `queuectl.logs/`); for a PostgreSQL
-    queue, in the data directory under a name derived from the URL (without its
-    password), since each host keeps the logs of the jobs it ran.
+    queue, in the data directory under a name derived from the queue's identity
+    (see `queue_identity`), since each host keeps the logs of the jobs it ran and
+    `logs` must find them whichever spelling of the URL it is given.
     """
     if is_postgres_url(db_target):
         import hashlib
 
-        digest = hashlib.sha256(redact_url(db_target).encode()).hexdigest()[:12]
+        digest = hashlib.sha256(queue_identity(db_target).encode()).hexdigest()[:12]
         return os.path.join(data_dir(), "logs", f"postgresql-{digest}")
     stem, suffix = os.path.splitext(os.path.expanduser(db_target))
     return f"{stem}.logs" if suffix else f"{stem}{suffix}.logs"

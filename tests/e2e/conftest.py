@@ -7,7 +7,9 @@ scenarios' run ledger and their shared invariant check are in tests/e2e/ledger.p
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
+import json
 import os
 import re
 import shlex
@@ -16,10 +18,13 @@ import subprocess
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import pytest
 
 from tests.conftest import Queuectl, WorkerProcess
+from tests.pg import fresh_schema
 
 ISO_UTC = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,6})?Z$")
 
@@ -136,3 +141,97 @@ def sq(tmp_path: Path) -> Iterator[Queuectl]:
         yield q
     finally:
         q.cleanup()
+
+
+# -- PostgreSQL: one queue, many (simulated) hosts ------------------------------------------
+
+#: The `hosts` fixture's lease and heartbeat: recovery within a few seconds.
+LEASE_TIMEOUT = 3.0
+HEARTBEAT_INTERVAL = 0.5
+
+
+def with_url_params(url: str, **params: str) -> str:
+    """`url` with query parameters added (`options` values are appended to, not replaced)."""
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query))
+    for key, value in params.items():
+        query[key] = f"{query[key]} {value}" if key == "options" and key in query else value
+    return urlunsplit(parts._replace(query=urlencode(query, quote_via=quote)))
+
+
+class Hosts(Queuectl):
+    """The real `queuectl` on one PostgreSQL queue, run "from" any host name."""
+
+    def __init__(self, root: Path, url: str) -> None:
+        super().__init__(root, "postgresql", url)
+        self.others: list[subprocess.Popen[str]] = []
+
+    @contextlib.contextmanager
+    def on_host(self, host: str, db: str | None = None) -> Iterator[None]:
+        """Commands run inside this block see `QUEUECTL_HOSTNAME=host` (and `db`, if given)."""
+        saved = self.env
+        self.env = {**saved, "QUEUECTL_HOSTNAME": host}
+        if db is not None:
+            self.env["QUEUECTL_DB"] = db
+        try:
+            yield
+        finally:
+            self.env = saved
+
+    def start_on(
+        self, host: str, *args: str, name: str | None = None, db: str | None = None
+    ) -> WorkerProcess:
+        """`queuectl worker start ARGS` on `host`, registered (killed by `cleanup`)."""
+        with self.on_host(host, db):
+            return self.start_worker(*args, name=name or host)
+
+    def popen_on(self, host: str, *args: str) -> subprocess.Popen[str]:
+        """A `queuectl` command on `host` in the background (killed by `cleanup`)."""
+        with self.on_host(host):
+            proc = subprocess.Popen(
+                [self.exe, *args],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                stdin=subprocess.DEVNULL,
+                env=self.env,
+                cwd=self.root,
+                text=True,
+            )
+        self.others.append(proc)
+        return proc
+
+    def enqueue_many(self, commands: list[str]) -> list[str]:
+        batch = "".join(json.dumps({"command": c}) + "\n" for c in commands)
+        ids = self.run("enqueue", "--file", "-", input=batch).stdout.split()
+        assert len(ids) == len(commands) and len(set(ids)) == len(ids)
+        return ids
+
+    def jobs_by_id(self) -> dict[str, dict[str, Any]]:
+        return {j["id"]: j for j in self.json("list")}
+
+    def cleanup(self) -> None:
+        super().cleanup()
+        for proc in self.others:
+            if proc.poll() is None:
+                proc.kill()
+            proc.communicate()
+
+
+@pytest.fixture
+def unmigrated(tmp_path: Path) -> Iterator[Hosts]:
+    """`queuectl` on a fresh, empty PostgreSQL schema (no `db migrate` yet)."""
+    with fresh_schema() as url:
+        hosts = Hosts(tmp_path, url)
+        try:
+            yield hosts
+        finally:
+            hosts.cleanup()
+
+
+@pytest.fixture
+def hosts(unmigrated: Hosts) -> Hosts:
+    """A migrated PostgreSQL queue with fast leases (recovery within a few seconds)."""
+    unmigrated.run("db", "migrate")
+    unmigrated.run("config", "set", "heartbeat_interval", str(HEARTBEAT_INTERVAL))
+    unmigrated.run("config", "set", "lease_timeout", str(LEASE_TIMEOUT))
+    return unmigrated

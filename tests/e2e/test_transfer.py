@@ -73,7 +73,10 @@ def test_export_to_a_file_is_private(qctl: Queuectl, tmp_path: Path) -> None:
 
 def test_import_names_an_id_already_present_and_changes_nothing(qctl: Queuectl) -> None:
     qctl.enqueue({"command": "true", "id": "first"})
-    qctl.enqueue({"command": "true", "id": "second"})
+    # Enough rows that psycopg's pipelined insert has many queued when the first
+    # fails: it used to log a second line ("error ignored terminating ...").
+    batch = "".join(json.dumps({"command": "true", "id": f"n{i}"}) + "\n" for i in range(400))
+    qctl.run("enqueue", "--file", "-", input=batch)
     dump = qctl.run("export").stdout
     qctl.run("cancel", "first")
     before = qctl.run("export").stdout

@@ -84,19 +84,27 @@ def worker_stop(app: AppContext, args: argparse.Namespace) -> int:
         from queuectl.errors import InvalidInput
 
         raise InvalidInput(f"--timeout must be 0 or more seconds; got {args.timeout:g}")
-    asked, remaining = app.service().stop_workers(
+    report = app.service().stop_workers(
         wait=not args.no_wait, timeout=args.timeout, progress=progress
     )
-    if asked == 0:
+    if report.asked == 0:
         write("No workers running.")
-    elif args.no_wait:
-        write(f"Asked {asked} worker(s) to stop.")
-    elif remaining:
-        write(f"Stopped {asked - remaining} of {asked} worker(s); {remaining} still finishing.")
-        return 1
-    else:
-        write(f"Stopped {asked} worker(s).")
-    return 0
+        return 0
+    if args.no_wait:
+        write(f"Asked {report.asked} worker(s) to stop.")
+        return 0
+    parts = [f"Stopped {report.stopped} of {report.asked} worker(s)"]
+    if report.lost:
+        parts.append(
+            f"{report.lost} stopped heartbeating without stopping (died; their jobs are "
+            "recovered as their leases expire)"
+        )
+    if report.running:
+        parts.append(f"{report.running} still finishing")
+    if report.stopped == report.asked:
+        parts = [f"Stopped {report.asked} worker(s)"]
+    write("; ".join(parts) + ".")
+    return 1 if report.running else 0
 
 
 def worker_list(app: AppContext, args: argparse.Namespace) -> None:

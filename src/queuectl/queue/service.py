@@ -58,6 +58,16 @@ class Enqueued(Record):
         return [new_job_row(j, self.at) for j in self.new_jobs]
 
 
+class StopReport(Record):
+    """What `worker stop` achieved: of the workers `asked`, how many `stopped`
+    (deregistered), were `lost` (stopped heartbeating: dead), or are still `running`."""
+
+    asked: int
+    stopped: int
+    lost: int
+    running: int
+
+
 class QueueService:
     """Everything a user can ask of the queue."""
 
@@ -124,14 +134,13 @@ class QueueService:
 
     def live_workers(self) -> builtins.list[WorkerInfo]:
         """Workers that heartbeated within their lease and are not known to be dead."""
+        return self._live(self.store.list_workers())
+
+    def _live(self, workers: Iterable[WorkerInfo]) -> builtins.list[WorkerInfo]:
         from queuectl.queue.hostinfo import known_dead
 
         horizon = self.store.now() - self.settings().lease_timeout
-        return [
-            w
-            for w in self.store.list_workers()
-            if w.last_heartbeat >= horizon and not known_dead(w.host, w.pid)
-        ]
+        return [w for w in workers if w.last_heartbeat >= horizon and not known_dead(w.host, w.pid)]
 
     def stop_workers(
         self,
@@ -139,27 +148,35 @@ class QueueService:
         wait: bool = True,
         timeout: float | None = None,
         progress: Callable[[int], None] | None = None,
-    ) -> tuple[int, int]:
+    ) -> StopReport:
         """Ask every live worker to stop gracefully; optionally wait until they have.
 
-        Returns `(asked, still_running)`. Workers see the request at their next
-        heartbeat, finish their running jobs and deregister.
+        Workers see the request at their next heartbeat, finish their running jobs
+        and deregister: those are `stopped`. A worker that stops heartbeating
+        without deregistering died meanwhile (or was dead already, on a host whose
+        processes this one cannot see): `lost`, not stopped.
         """
         asked = [w.id for w in self.live_workers()]
         if not asked:
-            return 0, 0
+            return StopReport(asked=0, stopped=0, lost=0, running=0)
         self.store.request_stop(asked)
         if not wait:
-            return len(asked), len(asked)
+            return StopReport(asked=len(asked), stopped=0, lost=0, running=len(asked))
         deadline = None if timeout is None else time.monotonic() + timeout
         last_reported = -1
         while True:
-            remaining = {w.id for w in self.live_workers()} & set(asked)
-            if not remaining or (deadline is not None and time.monotonic() >= deadline):
-                return len(asked), len(remaining)
-            if progress is not None and len(remaining) != last_reported:
-                progress(len(remaining))
-                last_reported = len(remaining)
+            registered = {w.id: w for w in self.store.list_workers() if w.id in asked}
+            running = len(self._live(registered.values()))
+            if not running or (deadline is not None and time.monotonic() >= deadline):
+                return StopReport(
+                    asked=len(asked),
+                    stopped=len(asked) - len(registered),
+                    lost=len(registered) - running,
+                    running=running,
+                )
+            if progress is not None and running != last_reported:
+                progress(running)
+                last_reported = running
             time.sleep(STOP_POLL)  # polling another process's progress: nothing to wait on
 
     # -- schema and transfer -------------------------------------------------------------------
@@ -259,4 +276,4 @@ def parse_state(text: str) -> JobState:
         ) from None
 
 
-__all__ = ["QueueService", "Status", "parse_state"]
+__all__ = ["QueueService", "Status", "StopReport", "parse_state"]

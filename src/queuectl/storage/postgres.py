@@ -29,6 +29,7 @@ from psycopg.rows import dict_row
 
 from queuectl.errors import (
     DuplicateJob,
+    InvalidInput,
     JobNotFound,
     SchemaError,
     StorageError,
@@ -47,6 +48,30 @@ LISTEN_RETRY = 2.0  # seconds between attempts to re-establish a lost LISTEN con
 NO_LISTEN_POLL = 0.5  # seconds: without LISTEN, `changed()` says True this often
 MIGRATION_LOCK = 0x71756575  # pg_advisory_xact_lock key ("queu"): one migrator at a time
 POOL_MAX = 4  # connections a worker process keeps: main loop, heartbeat, spare
+SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+
+# psycopg reports what it could not clean up after an error (a pipeline aborted by
+# a duplicate id, say) through Python's last-resort log handler: stray lines on
+# stderr after the one error line the CLI prints. The exception says it all.
+logging.getLogger("psycopg").addHandler(logging.NullHandler())
+logging.getLogger("psycopg").propagate = False
+
+
+def check_url(url: str) -> None:
+    """Refuse, as bad input, a URL libpq would refuse only after connection attempts
+    (a bad port or sslmode) or with a message of several lines."""
+    from psycopg.conninfo import conninfo_to_dict
+
+    where = redact_url(url)
+    try:
+        params = conninfo_to_dict(url)
+    except psycopg.Error as exc:
+        raise InvalidInput(f"{where}: {_first_line(exc)}") from None
+    for port in str(params.get("port", "")).split(","):
+        if port and not (port.isdigit() and 0 < int(port) < 65536):
+            raise InvalidInput(f"{where}: invalid port {port!r}")
+    if params.get("sslmode", "prefer") not in SSL_MODES:
+        raise InvalidInput(f"{where}: invalid sslmode {params['sslmode']!r}")
 
 
 class _ConnectionSource(Protocol):
@@ -98,6 +123,8 @@ class _Pool:
             self._pool.open(wait=True, timeout=CONNECT_TIMEOUT)
         except Exception as exc:
             self._pool.close()
+            # The pool says only that it timed out; one plain attempt says why.
+            _connect(url, patience=0).close()
             raise StorageUnavailable(
                 f"cannot reach PostgreSQL at {redact_url(url)}: {exc}"
             ) from exc
@@ -139,15 +166,19 @@ def _connect(url: str, patience: float) -> psycopg.Connection[Any]:
                 url, autocommit=True, row_factory=dict_row, connect_timeout=CONNECT_TIMEOUT
             )
         except psycopg.OperationalError as exc:
+            reason = _first_line(exc)
+            if reason.startswith("invalid "):  # a setting in the URL: retrying cannot help
+                raise InvalidInput(f"{redact_url(url)}: {reason}") from None
             if time.monotonic() + pause > deadline:
-                reason = str(exc).strip().splitlines()[0] if str(exc).strip() else "no answer"
                 raise StorageUnavailable(
                     f"cannot reach PostgreSQL at {redact_url(url)}: {reason}"
                 ) from exc
             time.sleep(pause)  # nothing to wait on but the server coming back
             pause = min(pause * 2, 2.0)
         except psycopg.Error as exc:
-            raise StorageUnavailable(f"cannot use PostgreSQL at {redact_url(url)}: {exc}") from exc
+            raise StorageUnavailable(
+                f"cannot use PostgreSQL at {redact_url(url)}: {_first_line(exc)}"
+            ) from exc
 
 
 class PostgresStore(Store):
@@ -175,6 +206,7 @@ class PostgresStore(Store):
         `test_clock`: tests only: the database clock reads this instead (through the
         `queuectl.fake_now` setting), as SQLite's injected clock does.
         """
+        check_url(url)
         self._test_clock = test_clock
         self._url = url
         self.location = redact_url(url)
@@ -234,6 +266,11 @@ class PostgresStore(Store):
         except pg_errors.UndefinedTable as exc:
             raise SchemaError(
                 f"the database {self.location} has no queuectl tables: run `queuectl db migrate`"
+            ) from exc
+        except pg_errors.InvalidSchemaName as exc:  # search_path names no existing schema
+            raise SchemaError(
+                f"the database {self.location} has no schema to create the queue in: "
+                "the search_path names none that exists (CREATE SCHEMA it first)"
             ) from exc
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(

@@ -1,0 +1,111 @@
+"""End-to-end, PostgreSQL only: what a user may write in `--db` / `QUEUECTL_DB`.
+
+Found by an audit: passwords given as a query parameter were printed, malformed
+URLs took ten seconds of retries to fail with exit 1, a scheme typo made a SQLite
+file named after the URL, and `logs` found a job's output only under the exact
+spelling of the URL its worker was started with.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.conftest import Hosts, assert_error, with_url_params
+from tests.pg import fresh_schema
+
+SECRET = "s3cret-in-the-url"
+
+
+def test_a_password_in_the_query_string_is_never_printed(hosts: Hosts) -> None:
+    assert hosts.db_target is not None
+    url = with_url_params(hosts.db_target, password=SECRET)  # trust auth: ignored
+    outputs = [
+        hosts.run("--db", url, "status").stdout,
+        hosts.run("--db", url, "status", "--json").stdout,
+        hosts.run("--db", url, "db", "status", "--json").stdout,
+    ]
+    worker = hosts.start_on("host-a", "--count", "1", db=url)
+    job_id = hosts.enqueue({"command": "true"})
+    hosts.wait_state(job_id, "completed")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(timeout=30) == 0
+    outputs.append(worker.stderr())
+    unreachable = with_url_params(
+        "postgresql://postgres@127.0.0.1:1/test", password=SECRET, connect_timeout="1"
+    )
+    outputs.append(hosts.run("--db", unreachable, "status", check=False, timeout=60).stderr)
+    for text in outputs:
+        assert SECRET not in text, text
+        assert "password=***" in text, text
+
+
+@pytest.mark.parametrize(
+    "suffix",
+    [":99999/test", ":port/test", "/test?sslmode=sometimes", "/test?no_such_option=1"],
+)
+def test_a_malformed_url_is_bad_input_at_once(hosts: Hosts, suffix: str) -> None:
+    url = "postgresql://postgres@127.0.0.1" + suffix
+    # Exit 2 (bad input), before any connection attempt: libpq used to report these
+    # only when connecting, after ten seconds of retries, as exit 1.
+    message = assert_error(hosts.run("--db", url, "status", check=False, timeout=60), 2)
+    assert "postgresql://postgres@127.0.0.1" in message
+
+
+@pytest.mark.parametrize(
+    "target", ["mysql://root@localhost/jobs", "sqlite:///{tmp}/q.db", "postgresql+psycopg://h/db"]
+)
+def test_a_url_of_another_scheme_is_refused_not_made_a_file(
+    hosts: Hosts, tmp_path: Path, target: str
+) -> None:
+    target = target.replace("{tmp}", str(tmp_path))
+    message = assert_error(hosts.run("--db", target, "status", check=False), 2)
+    assert "postgresql://" in message
+    # Taken as a SQLite path (relative to the command's directory), it made a file.
+    assert not [p for p in hosts.root.rglob("*") if ":" in p.name or p.name == "q.db"]
+
+
+def test_the_scheme_may_be_written_in_any_case(hosts: Hosts) -> None:
+    assert hosts.db_target is not None
+    shouted = "PostgreSQL" + hosts.db_target[len("postgresql") :]
+    job_id = hosts.run("--db", shouted, "enqueue", '{"command":"true"}').stdout.strip()
+    assert hosts.job(job_id)["command"] == "true"  # the same queue
+
+
+def test_logs_are_found_whatever_the_spelling_of_the_url(hosts: Hosts) -> None:
+    assert hosts.db_target is not None
+    job_id = hosts.enqueue({"command": "echo found-it"})
+    worker = hosts.start_on("host-a", "--count", "1")
+    hosts.wait_state(job_id, "completed")
+    worker.signal(signal.SIGINT)
+    assert worker.wait(timeout=30) == 0
+    base = hosts.db_target.replace("127.0.0.1:5432", "127.0.0.1")
+    spellings = [
+        hosts.db_target,
+        base,
+        base.replace("postgresql://", "postgres://"),
+        base.replace("postgres@", "postgres:anything@"),
+        with_url_params(base, password="x", application_name="other"),
+    ]
+    for url in spellings:
+        assert "found-it" in hosts.run("--db", url, "logs", job_id).stdout, url
+
+
+def test_a_search_path_naming_no_schema_is_said_so(tmp_path: Path) -> None:
+    with fresh_schema() as url:
+        missing = url.replace("search_path%3D", "search_path%3Dno_such_")
+        hosts = Hosts(tmp_path, missing)
+        message = assert_error(hosts.run("db", "migrate", check=False), 1)
+    assert "no schema" in message and "CREATE SCHEMA" in message, message
+
+
+def test_a_worker_that_cannot_connect_says_why(hosts: Hosts) -> None:
+    url = "postgresql://postgres@127.0.0.1:1/test"  # nothing listens on port 1
+    started = hosts.run("--db", url, "worker", "start", check=False, timeout=60)
+    message = assert_error(started, 1)
+    assert re.search(r"refused|could not connect", message, re.I), message
+    assert json.loads(hosts.run("worker", "list", "--json").stdout) == []
