@@ -6,6 +6,7 @@ read only through `queuectl show/list/status/worker list --json`.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -306,6 +307,98 @@ def test_ctrl_c_amid_short_jobs_charges_none_of_them(qctl: Queuectl, tmp_path: P
     assert qctl.count("dead") == 0
 
 
+def test_sighup_stops_the_worker_gracefully(qctl: Queuectl, tmp_path: Path) -> None:
+    """Closing the terminal (or losing the ssh session) hangs up the worker: it stops
+    as on Ctrl+C. It used to die at once, its job killed mid-run and recovered later."""
+    gate = tmp_path / "gate"
+    marker = tmp_path / "done"
+    started = tmp_path / "started"
+    command = f"touch {q(started)}; " + gate_command(gate, f"echo done >> {q(marker)}")
+    job_id = qctl.enqueue({"command": command})
+    worker = qctl.start_worker(own_group=True)
+    wait_for(started.exists, message="the job's command to start")
+    os.killpg(worker.pid, signal.SIGHUP)
+    wait_for(lambda: "stopping" in worker.stderr(), message="the worker to start stopping")
+    gate.touch()
+    assert worker.wait(timeout=20) == 0, worker.stderr()
+    job = qctl.job(job_id)
+    assert job["state"] == "completed" and job["recoveries"] == 0, job
+    assert lines(marker) == ["done"]
+
+
+def worker_with_piped_stdout(qctl: Queuectl, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
+    """`worker start` whose stdout is a pipe the test holds (stderr in a file)."""
+    err = qctl.root / f"piped-{len(qctl.workers)}.err"
+    with open(err, "wb") as e:
+        proc = subprocess.Popen(
+            [qctl.exe, "worker", "start", *args],
+            stdout=subprocess.PIPE,
+            stderr=e,
+            stdin=subprocess.DEVNULL,
+            env=qctl.env,
+            cwd=qctl.root,
+        )
+    qctl.workers.append(WorkerProcess(proc, err, err))
+    wait_for(lambda: "started:" in err.read_text() or proc.poll() is not None, message="start")
+    return proc, err
+
+
+def test_a_worker_whose_output_reader_left_keeps_working(qctl: Queuectl) -> None:
+    """`queuectl worker start | head -n 2`: once the reader has gone, job output can
+    no longer be shown. The worker used to exit at once, silently and with 0,
+    leaving its jobs `running` until a recovery ran them a second time."""
+    proc, err = worker_with_piped_stdout(qctl, "--count", "2")
+    assert proc.stdout is not None
+    proc.stdout.close()  # the reader leaves
+    chatty = qctl.enqueue({"command": "for i in 1 2 3 4 5; do echo line $i; done"})
+    slow = qctl.enqueue({"command": "sleep 1; echo slept"})
+    qctl.wait_state(chatty, "completed")
+    qctl.wait_state(slow, "completed")
+    assert proc.poll() is None, err.read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+    assert qctl.json("worker", "list") == []  # it deregistered: a clean stop
+    for job_id in (chatty, slow):
+        job = qctl.job(job_id)
+        assert (job["runs"], job["recoveries"]) == (1, 0), job
+    assert "Traceback" not in err.read_text()
+
+
+def test_a_terminal_that_does_not_read_holds_up_nothing(qctl: Queuectl) -> None:
+    """A pager at a page break, Ctrl+S, a stalled ssh session: the worker's stdout
+    is full and nobody reads it. The other slot, the events on stderr and Ctrl+C
+    must carry on; the worker used to freeze in its write, leases still renewed."""
+    proc, err = worker_with_piped_stdout(qctl, "--count", "2")
+    noisy = qctl.enqueue({"command": "seq 1 300000"})  # megabytes: more than a pipe holds
+    qctl.wait_state(noisy, "completed")
+    quiet = qctl.enqueue({"command": "true"})
+    qctl.wait_state(quiet, "completed")
+    wait_for(lambda: f"[{quiet}] completed" in err.read_text(), message="its event on stderr")
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=30) == 0, err.read_text()
+    assert qctl.json("logs", noisy)["output"].endswith("299999\n300000\n")  # the log has all
+    assert proc.stdout is not None
+    proc.stdout.close()
+
+
+def test_a_very_long_line_is_shown_in_pieces_each_on_its_own_line(qctl: Queuectl) -> None:
+    # 200 KB without a newline reaches the terminal in pieces; the next line shown
+    # (maybe another job's) must not be glued to the last piece.
+    long_line = qctl.enqueue({"command": "head -c 200000 /dev/zero | tr '\\0' y; sleep 0.5"})
+    worker = qctl.start_worker("--count", "2")
+    qctl.wait_state(long_line, "completed")
+    after = qctl.enqueue({"command": "echo after"})
+    qctl.wait_state(after, "completed")
+    stop(worker)
+    shown = worker.stdout().splitlines()
+    # One "[job id] " per line, at its start: no piece was glued to the one before.
+    assert all(line.startswith("[") and line.count("] ") == 1 for line in shown), [
+        line[:60] for line in shown
+    ]
+    assert f"[{after}] after" in shown
+    assert sum(line.count("y") for line in shown) == 200_000
+
+
 def test_second_sigint_stops_now_and_gives_the_job_back(
     qctl: Queuectl, tmp_path: Path, process_groups: ProcessGroups
 ) -> None:
@@ -338,6 +431,30 @@ def test_job_leaving_a_background_process_completes_and_leaves_nothing(
     assert f"[{job_id}] left behind\n" in worker.stdout()
     wait_for(lambda: process_groups.gone(int(lines(pids)[0])), timeout=5, message="the sleep")
     stop(worker)
+
+
+def test_a_daemon_started_the_documented_way_outlives_its_job(
+    qctl: Queuectl, tmp_path: Path
+) -> None:
+    """`setsid sh -c 'DAEMON &'` (docs/DECISIONS.md, section 7): the job's shell waits
+    for `setsid`, so the daemon has left the job's process group before the group
+    is killed. (`setsid DAEMON &` races that kill, and loses most of the time.)"""
+    pidfiles = [tmp_path / f"daemon{i}" for i in range(6)]
+    ids = [
+        qctl.enqueue({"command": f"setsid sh -c 'sleep 60 & echo $! > {q(p)}'"}) for p in pidfiles
+    ]
+    worker = qctl.start_worker("--count", "2")
+    pids = []
+    try:
+        for job_id in ids:
+            qctl.wait_state(job_id, "completed")
+        stop(worker)
+        pids = [int(p.read_text()) for p in pidfiles]
+        assert all(os.path.exists(f"/proc/{pid}") for pid in pids), pids
+    finally:
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
 
 
 def test_jobs_and_config_survive_a_restart(qctl: Queuectl, tmp_path: Path) -> None:

@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 import pytest
 
+from queuectl.errors import StorageError
 from queuectl.models import Job, JobState, NewJob
 from queuectl.queue.executor import Executor
 from queuectl.queue.joblog import log_path, read_log
@@ -572,3 +573,25 @@ def test_shutdown_with_running_jobs_claims_nothing_new(rig: Rig) -> None:
     assert rig.job("running").attempts == 0
     assert rig.job("waiting").state is JobState.PENDING
     assert rig.job("waiting").runs == 0
+
+
+def test_a_worker_that_cannot_start_says_only_why(tmp_path: Path) -> None:
+    """`worker start` on a database it cannot write to (a full disk, say): one error,
+    not a "worker stopped" line before it about a worker that never started."""
+    store = SQLiteStore(tmp_path / "queue.db", durable=False)
+    store._conn.execute("PRAGMA query_only = 1")  # every write now fails, as on a full disk
+    err = io.StringIO()
+    w = Worker(
+        store,
+        open_store=lambda: SQLiteStore(tmp_path / "queue.db", durable=False),
+        logs_dir=tmp_path / "logs",
+        executor=Executor(guard=False),
+        out=io.StringIO(),
+        err=err,
+    )
+    try:
+        with pytest.raises(StorageError):
+            w.run()
+    finally:
+        store.close()
+    assert "stopped" not in err.getvalue(), err.getvalue()

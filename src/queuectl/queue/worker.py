@@ -23,6 +23,7 @@ from queuectl.queue.hostinfo import hostname, known_dead
 from queuectl.queue.joblog import log_path
 from queuectl.queue.retry import RetryPolicy
 from queuectl.queue.settings import Settings
+from queuectl.queue.terminal import TerminalOutput
 from queuectl.storage.base import Store
 from queuectl.textutil import one_line
 from queuectl.timeutil import format_seconds, to_iso
@@ -39,6 +40,7 @@ WATCH_SLICE = 1.0  # seconds per wait_for_change call of the watcher thread
 SETTINGS_REFRESH = 2.0  # seconds between re-reads of the shared settings
 STORAGE_RETRY_MAX = 5.0  # seconds: cap of the backoff while the database is unavailable
 RECORD_GIVE_UP = 60.0  # seconds a stopping worker keeps retrying to record outcomes
+TERMINAL_FLUSH = 2.0  # seconds a stopping worker waits for its terminal to take its last lines
 
 
 def _describe(exc: Exception) -> str:
@@ -131,6 +133,7 @@ class Worker:
         self.queues = tuple(queues)
         self.out = out or sys.stdout
         self.err = err or sys.stderr
+        self._terminal = TerminalOutput(self.out, self.err)
         self.quiet = quiet
         self.executor = executor or Executor(on_line=self._echo_line)
         self.info = WorkerInfo(
@@ -165,6 +168,7 @@ class Worker:
         self._next: Job | None = None
         self._stopping = False
         self._forced = False
+        self._started = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -205,6 +209,7 @@ class Worker:
             f"queues {', '.join(self.queues) or 'all'}, pid {self.info.pid}, "
             f"db {self.store.location}"
         )
+        self._started = True
         self._hb_thread = threading.Thread(
             target=self._heartbeat_loop, name="heartbeat", daemon=True
         )
@@ -247,7 +252,9 @@ class Worker:
             self._event(f"could not deregister: {exc.message}")
         for fd in (self._wake_r, self._wake_w):
             os.close(fd)
-        self._event(f"worker {self.id} stopped")
+        if self._started:  # (a start that failed is reported by its error alone)
+            self._event(f"worker {self.id} stopped")
+        self._terminal.close(TERMINAL_FLUSH)
 
     def request_stop(self, force: bool = False) -> None:
         """Stop claiming; with `force`, also stop running jobs and give them back."""
@@ -637,7 +644,10 @@ class Worker:
 
     def _install_signal_handlers(self) -> dict[int, Any]:
         previous: dict[int, Any] = {}
-        for sig in (signal.SIGINT, signal.SIGTERM):
+        # SIGHUP too: a closed terminal or a dropped ssh session stops the worker
+        # gracefully instead of killing it mid-job (jobs are in sessions of their
+        # own, so the hang-up does not reach them).
+        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
             previous[sig] = signal.signal(sig, self._on_signal)
         return previous
 
@@ -656,11 +666,14 @@ class Worker:
         if self.quiet:
             return
         job_id = key.rpartition("#")[0]
-        self.out.write(f"[{job_id}] {line.decode('utf-8', 'replace')}")
-        self.out.flush()
+        text = line.decode("utf-8", "replace")
+        # A piece of a very long line comes without its newline: the next line shown,
+        # maybe another job's, must not be glued to it.
+        self._terminal.write(
+            0, f"[{job_id}] {text}" if text[-1:] == "\n" else f"[{job_id}] {text}\n"
+        )
 
     def _event(self, message: str, job_id: str | None = None) -> None:
         if self.quiet and job_id is not None:
             return
-        self.err.write(f"queuectl: {message}\n")
-        self.err.flush()
+        self._terminal.write(1, f"queuectl: {message}\n")
