@@ -188,15 +188,7 @@ class Hosts(Queuectl):
     def popen_on(self, host: str, *args: str) -> subprocess.Popen[str]:
         """A `queuectl` command on `host` in the background (killed by `cleanup`)."""
         with self.on_host(host):
-            proc = subprocess.Popen(
-                [self.exe, *args],
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                stdin=subprocess.DEVNULL,
-                env=self.env,
-                cwd=self.root,
-                text=True,
-            )
+            proc = popen_queuectl(self, *args)
         self.others.append(proc)
         return proc
 
