@@ -595,3 +595,18 @@ def test_a_worker_that_cannot_start_says_only_why(tmp_path: Path) -> None:
     finally:
         store.close()
     assert "stopped" not in err.getvalue(), err.getvalue()
+
+
+def test_a_bad_stored_setting_leaves_a_running_worker_on_its_previous_settings(
+    rig: Rig,
+) -> None:
+    # A value no reader parses (stored by hand, or by an older queuectl) must not
+    # stop a running worker: it says so once and keeps the settings it had.
+    w = rig.worker()
+    rig.store.set_config("job_timeout", "1e+16")
+    rig.enqueue("after", "true")
+    w._refresh_settings(force=True)
+    w._refresh_settings(force=True)
+    assert rig.err(w).count("the stored setting job_timeout = '1e+16' is invalid") == 1
+    assert w.settings.job_timeout is None  # the default it started with
+    step_until(w, in_state(rig, "after", JobState.COMPLETED), "a job to run meanwhile")

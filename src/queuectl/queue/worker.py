@@ -3,7 +3,10 @@
 Threads: the main thread runs the loop (`step()` is one iteration, callable
 directly from tests); a heartbeat thread, with its own database connection,
 renews leases on a timer, independent of job progress, and recovers the jobs
-of lost workers. Signal handlers only set flags; the loop acts on them.
+of lost workers; a watcher thread wakes an idle loop when the queue changes;
+and the terminal's threads (queue/terminal.py) write job output and events, so
+that a terminal that does not read never holds up the loop. Signal handlers
+only set flags; the loop acts on them.
 """
 
 from __future__ import annotations
