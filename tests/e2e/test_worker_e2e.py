@@ -295,6 +295,29 @@ def test_a_terminal_signal_stops_the_worker_gracefully(
     assert lines(marker) == ["done"]
 
 
+def test_a_worker_under_nohup_outlives_the_hang_up(qctl: Queuectl) -> None:
+    """`nohup queuectl worker start &` asks the worker to outlive its terminal: an
+    ignored SIGHUP stays ignored (only a default one means "stop gracefully")."""
+    err = qctl.root / "nohup.err"
+    with open(err, "wb") as e:
+        proc = subprocess.Popen(
+            ["nohup", qctl.exe, "worker", "start"],
+            stdout=e,
+            stderr=e,
+            stdin=subprocess.DEVNULL,
+            env=qctl.env,
+            cwd=qctl.root,
+        )
+    qctl.workers.append(WorkerProcess(proc, err, err))
+    wait_for(lambda: "started:" in err.read_text() or proc.poll() is not None, message="start")
+    proc.send_signal(signal.SIGHUP)
+    job_id = qctl.enqueue({"command": "true"})
+    qctl.wait_state(job_id, "completed")  # still working
+    assert proc.poll() is None and "stopping" not in err.read_text(), err.read_text()
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0
+
+
 def test_ctrl_c_amid_short_jobs_charges_none_of_them(qctl: Queuectl, tmp_path: Path) -> None:
     """A terminal's ^C also reaches a job's shell that is being started at that
     instant, before it leaves the worker's process group. That shell never ran its

@@ -649,8 +649,11 @@ class Worker:
         previous: dict[int, Any] = {}
         # SIGHUP too: a closed terminal or a dropped ssh session stops the worker
         # gracefully instead of killing it mid-job (jobs are in sessions of their
-        # own, so the hang-up does not reach them).
+        # own, so the hang-up does not reach them). Unless it is ignored: that is
+        # `nohup queuectl worker start`, asking to outlive the terminal.
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue
             previous[sig] = signal.signal(sig, self._on_signal)
         return previous
 
