@@ -216,19 +216,27 @@ class Queuectl:
             store.close()
 
     def start_worker(
-        self, *args: str, name: str | None = None, wait: bool = True, own_group: bool = False
+        self,
+        *args: str,
+        name: str | None = None,
+        wait: bool = True,
+        own_group: bool = False,
+        launcher: tuple[str, ...] = (),
+        piped_stdout: bool = False,
     ) -> WorkerProcess:
         """Start `queuectl worker start ARGS` in the background; with `wait`, until it has
         registered (without, for workers that may die at once by design). `own_group`:
         in a process group of its own, like a command started at a shell prompt, so
-        that `os.killpg(worker.pid, SIGINT)` is a terminal's Ctrl+C."""
+        that `os.killpg(worker.pid, SIGINT)` is a terminal's Ctrl+C. `launcher`: a
+        command it runs under (`nohup`). `piped_stdout`: its stdout is a pipe the test
+        holds (`worker.proc.stdout`) instead of a file."""
         index = len(self.workers)
         out = self.root / f"{name or f'worker{index}'}.out"
         err = self.root / f"{name or f'worker{index}'}.err"
         with open(out, "wb") as o, open(err, "wb") as e:
             proc = subprocess.Popen(
-                [self.exe, "worker", "start", *args],
-                stdout=o,
+                [*launcher, self.exe, "worker", "start", *args],
+                stdout=subprocess.PIPE if piped_stdout else o,
                 stderr=e,
                 stdin=subprocess.DEVNULL,
                 env=self.env,

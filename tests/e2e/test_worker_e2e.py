@@ -298,18 +298,8 @@ def test_a_terminal_signal_stops_the_worker_gracefully(
 def test_a_worker_under_nohup_outlives_the_hang_up(qctl: Queuectl) -> None:
     """`nohup queuectl worker start &` asks the worker to outlive its terminal: an
     ignored SIGHUP stays ignored (only a default one means "stop gracefully")."""
-    err = qctl.root / "nohup.err"
-    with open(err, "wb") as e:
-        proc = subprocess.Popen(
-            ["nohup", qctl.exe, "worker", "start"],
-            stdout=e,
-            stderr=e,
-            stdin=subprocess.DEVNULL,
-            env=qctl.env,
-            cwd=qctl.root,
-        )
-    qctl.workers.append(WorkerProcess(proc, err, err))
-    wait_for(lambda: "started:" in err.read_text() or proc.poll() is not None, message="start")
+    worker = qctl.start_worker(launcher=("nohup",))
+    proc, err = worker.proc, worker.err_path
     proc.send_signal(signal.SIGHUP)
     job_id = qctl.enqueue({"command": "true"})
     qctl.wait_state(job_id, "completed")  # still working
@@ -336,28 +326,12 @@ def test_ctrl_c_amid_short_jobs_charges_none_of_them(qctl: Queuectl, tmp_path: P
     assert qctl.count("dead") == 0
 
 
-def worker_with_piped_stdout(qctl: Queuectl, *args: str) -> tuple[subprocess.Popen[bytes], Path]:
-    """`worker start` whose stdout is a pipe the test holds (stderr in a file)."""
-    err = qctl.root / f"piped-{len(qctl.workers)}.err"
-    with open(err, "wb") as e:
-        proc = subprocess.Popen(
-            [qctl.exe, "worker", "start", *args],
-            stdout=subprocess.PIPE,
-            stderr=e,
-            stdin=subprocess.DEVNULL,
-            env=qctl.env,
-            cwd=qctl.root,
-        )
-    qctl.workers.append(WorkerProcess(proc, err, err))
-    wait_for(lambda: "started:" in err.read_text() or proc.poll() is not None, message="start")
-    return proc, err
-
-
 def test_a_worker_whose_output_reader_left_keeps_working(qctl: Queuectl) -> None:
     """`queuectl worker start | head -n 2`: once the reader has gone, job output can
     no longer be shown. The worker used to exit at once, silently and with 0,
     leaving its jobs `running` until a recovery ran them a second time."""
-    proc, err = worker_with_piped_stdout(qctl, "--count", "2")
+    worker = qctl.start_worker("--count", "2", piped_stdout=True)
+    proc, err = worker.proc, worker.err_path
     assert proc.stdout is not None
     proc.stdout.close()  # the reader leaves
     chatty = qctl.enqueue({"command": "for i in 1 2 3 4 5; do echo line $i; done"})
@@ -378,7 +352,8 @@ def test_a_terminal_that_does_not_read_holds_up_nothing(qctl: Queuectl) -> None:
     """A pager at a page break, Ctrl+S, a stalled ssh session: the worker's stdout
     is full and nobody reads it. The other slot, the events on stderr and Ctrl+C
     must carry on; the worker used to freeze in its write, leases still renewed."""
-    proc, err = worker_with_piped_stdout(qctl, "--count", "2")
+    worker = qctl.start_worker("--count", "2", piped_stdout=True)
+    proc, err = worker.proc, worker.err_path
     noisy = qctl.enqueue({"command": "seq 1 300000"})  # megabytes: more than a pipe holds
     qctl.wait_state(noisy, "completed")
     quiet = qctl.enqueue({"command": "true"})
