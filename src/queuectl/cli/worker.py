@@ -93,6 +93,9 @@ def worker_stop(app: AppContext, args: argparse.Namespace) -> int:
     if args.no_wait:
         write(f"Asked {report.asked} worker(s) to stop.")
         return 0
+    if report.stopped == report.asked:
+        write(f"Stopped {report.asked} worker(s).")
+        return 0
     parts = [f"Stopped {report.stopped} of {report.asked} worker(s)"]
     if report.lost:
         parts.append(
@@ -101,8 +104,6 @@ def worker_stop(app: AppContext, args: argparse.Namespace) -> int:
         )
     if report.running:
         parts.append(f"{report.running} still finishing")
-    if report.stopped == report.asked:
-        parts = [f"Stopped {report.asked} worker(s)"]
     write("; ".join(parts) + ".")
     return 1 if report.running else 0
 

@@ -10,7 +10,7 @@ import builtins
 import json
 import time
 
-from queuectl.errors import DuplicateJob, InvalidInput, JobNotFound
+from queuectl.errors import InvalidInput, JobNotFound
 from queuectl.models import Job, JobState, NewJob, WorkerInfo
 from queuectl.queue import settings as settings_mod
 from queuectl.queue.jobspec import ID_PATTERN, QUEUE_PATTERN, build_jobs, parse_json_object
@@ -89,13 +89,6 @@ class QueueService:
 
     def get(self, job_id: str) -> Job:
         return self.store.get_job(_lookup_id(job_id))
-
-    def _exists(self, job_id: str) -> bool:
-        try:
-            self.store.get_job(job_id)
-        except JobNotFound:
-            return False
-        return True
 
     def list_jobs(
         self, state: str | None = None, queue: str | None = None, limit: int | None = None
@@ -225,15 +218,7 @@ class QueueService:
         settings = settings_mod.validate_changes(self.settings(), changes)
         if not jobs and not settings:
             raise InvalidInput("nothing to import: no job or config lines found")
-        try:
-            count = self.store.import_jobs(jobs) if jobs else 0
-        except DuplicateJob:
-            for job in jobs:  # name one (the store's error cannot)
-                if self._exists(job.id):
-                    raise DuplicateJob(
-                        f"a job with id {job.id!r} already exists; nothing was imported"
-                    ) from None
-            raise
+        count = self.store.import_jobs(jobs) if jobs else 0
         for key, value in settings.items():
             self.store.set_config(key, value)
         return count, len(settings)

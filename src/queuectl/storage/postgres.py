@@ -446,7 +446,7 @@ class PostgresStore(Store):
                     cur.executemany(Q["insert_job"], rows)
                 self._notify(conn)
         except pg_errors.UniqueViolation as exc:
-            raise _duplicate(jobs, self) from exc
+            raise _duplicate([j.id for j in jobs], self, "nothing was added") from exc
         assert row is not None
         return float(row["t"])
 
@@ -567,10 +567,8 @@ class PostgresStore(Store):
                     cur.executemany(Q["import_job"], rows)
                 self._notify(conn)
         except pg_errors.UniqueViolation as exc:
-            raise DuplicateJob(
-                f"a job with one of these ids already exists; nothing was imported "
-                f"({_first_line(exc)})"
-            ) from exc
+            ids = [j.id for j in jobs]
+            raise _duplicate(ids, self, "nothing was imported") from exc
         return len(rows)
 
     # -- workers and leases -----------------------------------------------------------------
@@ -667,17 +665,18 @@ def _worker_params(worker: WorkerInfo) -> dict[str, Any]:
     }
 
 
-def _duplicate(jobs: Sequence[NewJob], store: PostgresStore) -> DuplicateJob:
+def _duplicate(ids: Sequence[str], store: PostgresStore, outcome: str) -> DuplicateJob:
+    """The error for a batch that broke the unique index on `id`, naming the id."""
     seen: set[str] = set()
-    for job in jobs:
-        if job.id in seen:
-            return DuplicateJob(f"job id {job.id!r} appears twice in the input; nothing was added")
-        seen.add(job.id)
-    taken = {j.id for j in store._get_many([j.id for j in jobs])}
-    for job in jobs:
-        if job.id in taken:
-            return DuplicateJob(f"a job with id {job.id!r} already exists; nothing was added")
-    return DuplicateJob("duplicate job id; nothing was added")
+    for job_id in ids:
+        if job_id in seen:
+            return DuplicateJob(f"job id {job_id!r} appears twice in the input; {outcome}")
+        seen.add(job_id)
+    taken = {j.id for j in store._get_many(ids)}
+    for job_id in ids:
+        if job_id in taken:
+            return DuplicateJob(f"a job with id {job_id!r} already exists; {outcome}")
+    return DuplicateJob(f"duplicate job id; {outcome}")
 
 
 def _first_line(exc: BaseException) -> str:

@@ -325,7 +325,7 @@ class SQLiteStore(Store):
             with self._write() as conn:
                 conn.executemany(Q["insert_job"], rows)
         except sqlite3.IntegrityError as exc:
-            raise _duplicate_error(jobs, self) from exc
+            raise _duplicate_error([j.id for j in jobs], self, "nothing was added") from exc
         return now
 
     @_retry_busy
@@ -500,9 +500,8 @@ class SQLiteStore(Store):
             with self._write() as conn:
                 conn.executemany(Q["import_job"], rows)
         except sqlite3.IntegrityError as exc:
-            raise DuplicateJob(
-                f"a job with one of these ids already exists; nothing was imported ({exc})"
-            ) from exc
+            ids = [j.id for j in jobs]
+            raise _duplicate_error(ids, self, "nothing was imported") from exc
         return len(rows)
 
     # -- workers and leases -----------------------------------------------------------------
@@ -677,19 +676,20 @@ def _worker_params(worker: WorkerInfo, now: float) -> dict[str, Any]:
     }
 
 
-def _duplicate_error(jobs: Sequence[NewJob], store: SQLiteStore) -> DuplicateJob:
+def _duplicate_error(ids: Sequence[str], store: SQLiteStore, outcome: str) -> DuplicateJob:
+    """The error for a batch that broke the unique index on `id`, naming the id."""
     seen: set[str] = set()
-    for job in jobs:
-        if job.id in seen:
-            return DuplicateJob(f"job id {job.id!r} appears twice in the input; nothing was added")
-        seen.add(job.id)
-    for job in jobs:
+    for job_id in ids:
+        if job_id in seen:
+            return DuplicateJob(f"job id {job_id!r} appears twice in the input; {outcome}")
+        seen.add(job_id)
+    for job_id in ids:
         try:
-            store.get_job(job.id)
+            store.get_job(job_id)
         except JobNotFound:
             continue
-        return DuplicateJob(f"a job with id {job.id!r} already exists; nothing was added")
-    return DuplicateJob("duplicate job id; nothing was added")
+        return DuplicateJob(f"a job with id {job_id!r} already exists; {outcome}")
+    return DuplicateJob(f"duplicate job id; {outcome}")
 
 
 def _create_private_file(path: str) -> None:
