@@ -400,7 +400,7 @@ def test_a_job_that_kills_its_worker_at_once_never_outlives_it(
 ) -> None:
     """The job's first command kills its worker, racing the worker's message to the
     watchdog about the job's process group. The job waits behind a gate until that
-    message is out (executor.GATED_SHELL), so the watchdog always kills the rest of
+    message is out (executor.GATE), so the watchdog always kills the rest of
     it. Before the gate, the job outlived its worker in 5 of 10 tries."""
     rounds = 6
     sq.run("config", "set", "max_retries", str(rounds + 1))  # not dead before the end

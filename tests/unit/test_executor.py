@@ -222,6 +222,33 @@ def test_command_not_found_is_127(executor: Executor, tmp_path: Path) -> None:
     assert b"not found" in joblog.read_log(log_path)
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        "queuectl-no-such-command-xyz --flag",
+        "echo start; if true; then echo unclosed",  # a syntax error: nothing runs
+        "; echo never",
+        'echo "$0" "$#" "$*"',
+        "cat <<EOF\nhere $((1 + 2))\nEOF\nexit 4",
+        "# only a comment",
+        'f() { echo "f:$1" >&2; }\nf one; exit 9',
+    ],
+)
+def test_a_job_runs_exactly_as_sh_dash_c_would(
+    executor: Executor, tmp_path: Path, command: str
+) -> None:
+    """Same output (the shell's own error messages included, with no trace of the
+    gate) and same exit code as `/bin/sh -c COMMAND`."""
+    direct = subprocess.run(
+        ["/bin/sh", "-c", command], stdin=subprocess.DEVNULL, capture_output=True, check=False
+    )
+    log_path = start(executor, "same", command, tmp_path)
+    outcome = run_one(executor, "same")
+    assert outcome.exit_code == direct.returncode
+    log = joblog.read_log(log_path) if log_path.exists() else b""
+    assert log.removeprefix(b"--- run of same\n") == direct.stdout + direct.stderr
+
+
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGUSR1])
 def test_killed_by_a_signal_is_recorded_as_that_signal(
     executor: Executor, tmp_path: Path, sig: signal.Signals

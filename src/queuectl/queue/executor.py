@@ -50,13 +50,17 @@ GROUP_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.
 # opens it only after the watchdog has been told about the new process group, so
 # no job can do anything (kill its own worker, say) that the watchdog could miss.
 # If the worker dies first, the gate closes unopened and the shell exits without
-# running the command. `set --` leaves the command without positional parameters,
-# as under a plain `sh -c COMMAND`; only the shell's own error messages differ
-# (they read "eval: foo: not found").
+# running the command. The gate is a prefix of the job's own script, on its first
+# line, so the command is the shell's script exactly as under `sh -c COMMAND`:
+# same `$0`, no positional parameters, and the shell's own error messages
+# ("/bin/sh: 1: foo: not found"; through `eval` they read "eval: foo: not found").
+# dash parses a whole line before it runs any of it, so a command with a syntax
+# error ends the shell (exit 2, as under `sh -c`) before the gate is read, having
+# run nothing.
 # The gate also tells afterwards whether the command began: the executor keeps its
 # own copy of the gate's read end, and a newline still in the pipe when the shell
 # has exited was never read (see _Run.command_began).
-GATED_SHELL = f'read _ <&3 || exit {GATE_CLOSED}; exec 3<&-; eval "set --; $1"'
+GATE = f"read _ <&3 || exit {GATE_CLOSED}; exec 3<&-; "
 
 
 class Outcome(Record):
@@ -138,7 +142,7 @@ class _Run:
         self.deadline = deadline
         self.pipe_fd = pipe_fd
         self.pidfd = pidfd
-        self.gate_fd = gate_fd  # our copy of the gate's read end (see GATED_SHELL)
+        self.gate_fd = gate_fd  # our copy of the gate's read end (see GATE)
         self.interrupted = interrupted
         self.partial = bytearray()
         self.kill_at: float | None = None
@@ -252,7 +256,7 @@ class Executor:
             # which it closes before the command runs.
             pid = os.posix_spawn(
                 "/bin/sh",
-                ["/bin/sh", "-c", GATED_SHELL, "/bin/sh", command],
+                ["/bin/sh", "-c", GATE + command],
                 self._job_env(env),
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, self._devnull, 0),
@@ -476,7 +480,7 @@ class Executor:
         shortly before its leases expire: a worker that is frozen or cut off from
         the database has its jobs stopped before another worker takes them over,
         so no job ever runs twice at once. A job started after that deadline
-        never runs its command (see GATED_SHELL). Thread-safe.
+        never runs its command (see GATE). Thread-safe.
         """
         self._guard_until = self._clock() + seconds
         self._guard(f"lease {max(seconds, 0.0):.3f}")
