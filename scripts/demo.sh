@@ -44,4 +44,6 @@ printf '\n$ kill -TERM %s   (like Ctrl+C: finish running jobs, then exit)\n' "$w
 kill -TERM "$worker"
 wait "$worker" || true
 trap - EXIT
+# The retried `flaky` job would otherwise wait in your queue for your next worker.
+queuectl cancel "flaky-$tag" >/dev/null 2>&1 || true  # unless it is dead again already
 run queuectl status

@@ -435,6 +435,7 @@ def test_processing_is_accepted_for_running(qctl: Queuectl) -> None:
         assert qctl.json("list", "--state", name) == []
         human = qctl.run("list", "--state", name)
         assert human.returncode == 0 and human.stderr == ""
+        assert human.stdout == "No running jobs.\n"  # the canonical name, never the alias
 
 
 def test_list_limit(qctl: Queuectl) -> None:

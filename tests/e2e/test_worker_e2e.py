@@ -242,6 +242,45 @@ def test_worker_stop_stops_all_workers_gracefully(qctl: Queuectl, tmp_path: Path
     assert "no worker" in again.stdout.lower()
 
 
+def test_worker_stop_json_reports_what_it_achieved(qctl: Queuectl, tmp_path: Path) -> None:
+    """One JSON document on stdout; a --timeout that runs out while a worker is still
+    finishing its job is exit 1, as in the human form."""
+    gate = tmp_path / "gate"
+    worker = qctl.start_worker("--count", "1")
+    job_id = qctl.enqueue({"command": gate_command(gate, "true")})
+    qctl.wait_state(job_id, "running")
+
+    timed_out = qctl.run("worker", "stop", "--timeout", "0.5", "--json", check=False)
+    assert timed_out.returncode == 1, timed_out.stderr
+    assert json.loads(timed_out.stdout) == {
+        "waited": True,
+        "asked": 1,
+        "stopped": 0,
+        "lost": 0,
+        "running": 1,
+    }
+    assert "waiting for 1 worker(s) to stop" in timed_out.stderr
+
+    gate.touch()  # the worker was asked: it stops once its job is done
+    assert worker.wait(timeout=10) == 0
+    assert qctl.state(job_id) == "completed"
+
+    idle = qctl.start_worker("--count", "1")
+    wait_for(lambda: len(qctl.json("worker", "list")) == 1, message="the idle worker")
+    done = qctl.run("worker", "stop", "--json")
+    assert json.loads(done.stdout) == {
+        "waited": True,
+        "asked": 1,
+        "stopped": 1,
+        "lost": 0,
+        "running": 0,
+    }
+    assert idle.wait(timeout=10) == 0
+    none = qctl.run("worker", "stop", "--json")
+    assert none.returncode == 0
+    assert json.loads(none.stdout)["asked"] == 0
+
+
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_first_signal_lets_the_running_job_finish(
     qctl: Queuectl, tmp_path: Path, sig: signal.Signals

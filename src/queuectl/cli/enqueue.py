@@ -16,12 +16,21 @@ if TYPE_CHECKING:
 #: Flags that set a job field, as (flag, field, help).
 FIELD_FLAGS = (
     ("--id", "id", "job id (default: a new UUID)"),
-    ("--max-retries", "max_retries", "failed runs allowed before the job is dead"),
+    (
+        "--max-retries",
+        "max_retries",
+        "failed runs allowed before the job is dead (default: `config get max_retries`)",
+    ),
     ("--priority", "priority", "higher runs first (default 0)"),
     ("--queue", "queue", "queue name (default 'default')"),
     ("--run-at", "run_at", "do not run before this ISO-8601 time (no offset = local time)"),
     ("--delay", "delay", "do not run before this many seconds from now (e.g. 30, 5m, 2h)"),
-    ("--timeout", "timeout", "kill the job after this many seconds (e.g. 90, 10m)"),
+    (
+        "--timeout",
+        "timeout",
+        "kill the job's process group after this long, e.g. 90, 10m "
+        "(default: `config get job_timeout`)",
+    ),
 )
 
 

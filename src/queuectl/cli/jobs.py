@@ -57,8 +57,12 @@ def list_jobs(app: AppContext, args: argparse.Namespace) -> None:
         emit_json([j.to_dict() for j in jobs])
     elif jobs:
         write(jobs_table(jobs))
+    elif args.state:
+        from queuectl.queue.service import parse_state
+
+        write(f"No {parse_state(args.state).value} jobs.")  # `running`, also for `processing`
     else:
-        write(f"No {args.state + ' ' if args.state else ''}jobs.")
+        write("No jobs.")
 
 
 def show(app: AppContext, args: argparse.Namespace) -> None:

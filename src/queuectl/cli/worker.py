@@ -42,7 +42,13 @@ def register(commands: Any) -> None:
         group, "stop", worker_stop, "stop all workers gracefully (they finish running jobs)"
     )
     parser.add_argument("--no-wait", action="store_true", help="ask them to stop and return")
-    parser.add_argument("--timeout", type=float, help="give up waiting after this many seconds")
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        help="give up waiting after this many seconds, with exit 1 if some are still "
+        "finishing jobs (default: wait as long as their jobs run)",
+    )
+    add_json(parser)
     add_json(
         add_command(
             group, "list", worker_list, "workers with host, pid, start, heartbeat, current jobs"
@@ -78,7 +84,8 @@ def worker_start(app: AppContext, args: argparse.Namespace) -> None:
 
 def worker_stop(app: AppContext, args: argparse.Namespace) -> int:
     def progress(remaining: int) -> None:
-        sys.stderr.write(f"queuectl: waiting for {remaining} worker(s) to finish running jobs...\n")
+        # A busy worker finishes its running jobs first; an idle one stops at once.
+        sys.stderr.write(f"queuectl: waiting for {remaining} worker(s) to stop...\n")
 
     if args.timeout is not None and not 0 <= args.timeout < float("inf"):
         from queuectl.errors import InvalidInput
@@ -87,6 +94,11 @@ def worker_stop(app: AppContext, args: argparse.Namespace) -> int:
     report = app.service().stop_workers(
         wait=not args.no_wait, timeout=args.timeout, progress=progress
     )
+    if args.as_json:
+        from queuectl.cli.render import emit_json
+
+        emit_json({"waited": not args.no_wait, **report.fields()})
+        return 1 if report.running and not args.no_wait else 0
     if report.asked == 0:
         write("No workers running.")
         return 0
