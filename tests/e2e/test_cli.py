@@ -526,7 +526,7 @@ def test_logs_of_a_job_without_output_says_so_on_stderr(qctl: Queuectl) -> None:
     result = qctl.run("logs", job_id)
     assert result.stdout == ""  # stdout is the output, exactly: none
     assert result.stderr == f"queuectl: job {job_id} has no output (yet)\n"
-    assert qctl.json("logs", job_id) == {"id": job_id, "output": ""}
+    assert qctl.json("logs", job_id) == {"id": job_id, "output": "", "truncated": False}
 
 
 def test_control_characters_in_a_command_are_shown_escaped(qctl: Queuectl) -> None:

@@ -405,6 +405,27 @@ def test_a_terminal_that_does_not_read_holds_up_nothing(qctl: Queuectl) -> None:
     proc.stdout.close()
 
 
+def test_logs_says_when_the_start_of_a_jobs_output_was_dropped(qctl: Queuectl) -> None:
+    """A job's log keeps its last 1-2 MiB. `logs` must not pass the rest off as the
+    whole output: a note on stderr (stdout stays the output), `truncated` in JSON."""
+    big = qctl.enqueue({"command": "head -c 3000000 /dev/zero | tr '\\0' x; echo; echo end"})
+    small = qctl.enqueue({"command": "echo small"})
+    worker = qctl.start_worker("--count", "2", "--quiet")
+    qctl.wait_state(big, "completed")
+    qctl.wait_state(small, "completed")
+    stop(worker)
+
+    shown = qctl.run("logs", big)
+    assert "output was dropped" in shown.stderr, shown.stderr
+    assert shown.stdout.endswith("x\nend\n")
+    assert len(shown.stdout) <= 2 * 1024 * 1024
+    assert qctl.json("logs", big)["truncated"] is True
+
+    whole = qctl.run("logs", small)
+    assert whole.stderr == "" and whole.stdout.endswith("small\n")
+    assert qctl.json("logs", small)["truncated"] is False
+
+
 def test_a_very_long_line_is_shown_in_pieces_each_on_its_own_line(qctl: Queuectl) -> None:
     # 200 KB without a newline reaches the terminal in pieces; the next line shown
     # (maybe another job's) must not be glued to the last piece.

@@ -554,6 +554,21 @@ def test_ten_megabytes_on_both_streams(tmp_path: Path) -> None:
     assert joblog.LOG_MAX_BYTES <= len(kept) <= 2 * joblog.LOG_MAX_BYTES
     assert kept.endswith(b"y" * 100_000)
     assert set(kept) == {ord("y")}  # the x's came first and were rotated away
+    assert joblog.output_was_cut(log_path)
+
+
+def test_a_log_says_whether_the_start_of_its_output_was_dropped(tmp_path: Path) -> None:
+    path = tmp_path / "logs" / "j.log"
+    log = joblog.JobLog(path, "head\n", max_bytes=100)
+    log.write(b"a" * 90)
+    log.write(b"b" * 60)  # rotates once: the two files still hold everything
+    assert joblog.read_log(path) == b"head\n" + b"a" * 90 + b"b" * 60
+    assert not joblog.output_was_cut(path)
+    log.write(b"c" * 60)
+    log.write(b"d" * 60)  # rotates again: the first file is replaced
+    log.close()
+    assert joblog.read_log(path) == b"c" * 60 + b"d" * 60
+    assert joblog.output_was_cut(path)
 
 
 @contextlib.contextmanager

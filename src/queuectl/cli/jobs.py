@@ -76,15 +76,26 @@ def show(app: AppContext, args: argparse.Namespace) -> None:
 
 
 def logs(app: AppContext, args: argparse.Namespace) -> None:
+    from queuectl.queue.joblog import LOG_MAX_BYTES
+
     output = app.service().logs(args.job_id)
     if args.as_json:
         from queuectl.cli.render import emit_json
 
-        emit_json({"id": args.job_id, "output": output.decode("utf-8", "replace")})
-    elif output:
-        sys.stdout.buffer.write(output)
+        text = output.data.decode("utf-8", "replace")
+        emit_json({"id": args.job_id, "output": text, "truncated": output.cut})
+        return
+    # Notes go to stderr: stdout stays exactly the kept output, for pipes.
+    if output.cut:
+        kept = f"{LOG_MAX_BYTES // 1024 // 1024} to {2 * LOG_MAX_BYTES // 1024 // 1024} MiB"
+        sys.stderr.write(
+            f"queuectl: the start of job {args.job_id}'s output was dropped "
+            f"(a job's log keeps its last {kept})\n"
+        )
+    if output.data:
+        sys.stdout.buffer.write(output.data)
         sys.stdout.flush()
-    else:  # on stderr: stdout stays exactly the output (none), for pipes
+    else:
         sys.stderr.write(f"queuectl: job {args.job_id} has no output (yet)\n")
 
 

@@ -3,7 +3,9 @@
 Each job has `<logs>/<job id>.log`; every run appends to it after a header
 line. A log is bounded: when it passes `LOG_MAX_BYTES` it is renamed to
 `.log.1` (replacing an older one) and a new file starts, so a job keeps between
-one and two `LOG_MAX_BYTES` of its latest output, however much it prints.
+one and two `LOG_MAX_BYTES` of its latest output, however much it prints. The
+first time an older `.log.1` is replaced, an empty `.log.cut` records that the
+start of the output is gone, so that `logs` can say so.
 """
 
 from __future__ import annotations
@@ -82,6 +84,8 @@ class JobLog:
     def _rotate(self) -> None:
         os.close(self._fd)
         self._fd = -1
+        if os.path.exists(self.path + ".1"):  # about to be replaced: output is dropped
+            os.close(os.open(self.path + ".cut", os.O_WRONLY | os.O_CREAT, 0o600))
         os.replace(self.path, self.path + ".1")
         self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         self._size = 0
@@ -103,3 +107,8 @@ def read_log(path: str | PathLike[str]) -> bytes:
         except FileNotFoundError:
             continue
     return b"".join(parts)
+
+
+def output_was_cut(path: str | PathLike[str]) -> bool:
+    """Whether the start of the job's output was dropped to keep its log bounded."""
+    return os.path.exists(os.fspath(path) + ".cut")

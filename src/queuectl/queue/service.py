@@ -68,6 +68,13 @@ class StopReport(Record):
     running: int
 
 
+class JobOutput(Record):
+    """A job's kept output; `cut`: its start was dropped to keep the log bounded."""
+
+    data: bytes
+    cut: bool
+
+
 class QueueService:
     """Everything a user can ask of the queue."""
 
@@ -100,14 +107,13 @@ class QueueService:
             raise InvalidInput(f"--queue: {queue!r} is not a valid queue name")
         return self.store.list_jobs(parsed, queue, limit or None)
 
-    def logs(self, job_id: str) -> bytes:
+    def logs(self, job_id: str) -> JobOutput:
         """The job's captured output (empty if it has not run yet)."""
-        from pathlib import Path
-
-        from queuectl.queue.joblog import log_path, read_log
+        from queuectl.queue.joblog import log_path, output_was_cut, read_log
 
         self.store.get_job(_lookup_id(job_id))  # JobNotFound for unknown ids
-        return read_log(log_path(Path(self.logs_dir), job_id))
+        path = log_path(self.logs_dir, job_id)
+        return JobOutput(data=read_log(path), cut=output_was_cut(path))
 
     def retry_dead(self, job_id: str) -> Job:
         return self.store.retry_dead(_lookup_id(job_id))
