@@ -529,6 +529,16 @@ def test_logs_of_a_job_without_output_says_so_on_stderr(qctl: Queuectl) -> None:
     assert qctl.json("logs", job_id) == {"id": job_id, "output": "", "truncated": False}
 
 
+def test_a_system_error_is_one_plain_line_not_an_internal_error(sq: Queuectl) -> None:
+    job_id = sq.enqueue({"command": "true"})
+    sq.db.with_name(sq.db.stem + ".logs").write_text("a file where the logs should be\n")
+    result = sq.run("logs", job_id, check=False)
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.startswith("queuectl: error: ") and result.stderr.count("\n") == 1
+    assert "Not a directory" in result.stderr and "internal" not in result.stderr
+
+
 def test_control_characters_in_a_command_are_shown_escaped(qctl: Queuectl) -> None:
     command = "printf '\x1b[2J'\necho done"
     job_id = qctl.enqueue({"command": command})

@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> None:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(0)
+    except OSError as exc:
+        # The machine's trouble (no descriptors left, a file where a directory
+        # should be), not a bug of ours: said as the system says it, not "internal".
+        if os.environ.get("QUEUECTL_DEBUG"):
+            raise
+        where = f"{exc.filename}: " if exc.filename is not None else ""
+        _fail(f"{where}{exc.strerror or exc}", 1)
     except Exception as exc:
         if os.environ.get("QUEUECTL_DEBUG"):
             raise

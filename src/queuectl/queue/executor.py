@@ -45,6 +45,9 @@ GATE_CLOSED = 111  # exit code of a shell whose gate closed before its command c
 #: What a terminal (^C, ^\, hang-up) or a `kill -PGID` sends to a whole process group:
 #: a shell killed by one of these before its command began is not charged.
 GROUP_SIGNALS = frozenset({signal.SIGINT, signal.SIGQUIT, signal.SIGHUP, signal.SIGTERM})
+#: Why a shell could not be started when the worker, not the job, is short of
+#: something (descriptors, processes, memory): such a start is not charged.
+_EXHAUSTED = frozenset({errno.EMFILE, errno.ENFILE, errno.EAGAIN, errno.ENOMEM})
 
 # The job's shell waits on a gate (fd 3) before it runs the command: the worker
 # opens it only after the watchdog has been told about the new process group, so
@@ -79,6 +82,12 @@ class Outcome(Record):
     #: for the worker's process group (a terminal's Ctrl+C) that reached the shell
     #: in the instant before it left that group. Also `interrupted`.
     killed_before_command: bool = False
+    #: The gate stayed shut: the worker was past its lease guard when it started
+    #: the shell, so the command never ran. Also `interrupted`.
+    not_started: bool = False
+    #: The job's output could not be written to its log (a full disk, say). The
+    #: job's own result stands: a run that exited 0 succeeded all the same.
+    log_error: str | None = None
 
     @property
     def succeeded(self) -> bool:
@@ -113,6 +122,7 @@ class _Run:
         "key",
         "kill_at",
         "log",
+        "not_started",
         "partial",
         "pid",
         "pidfd",
@@ -144,6 +154,7 @@ class _Run:
         self.pidfd = pidfd
         self.gate_fd = gate_fd  # our copy of the gate's read end (see GATE)
         self.interrupted = interrupted
+        self.not_started = interrupted  # only a start past the lease guard begins so
         self.partial = bytearray()
         self.kill_at: float | None = None
         self.timed_out = False
@@ -247,9 +258,12 @@ class Executor:
         if key in self._runs:
             raise ValueError(f"run {key!r} is already running")
         log = JobLog(log_path, log_header)
-        read_fd, write_fd = os.pipe()
-        gate_r, gate_w = os.pipe()
+        opened: list[int] = []
         try:
+            read_fd, write_fd = os.pipe()
+            opened += (read_fd, write_fd)
+            gate_r, gate_w = os.pipe()
+            opened += (gate_r, gate_w)
             # posix_spawn (vfork + exec) costs half the CPU of subprocess.Popen, which
             # matters for short jobs. Our own descriptors are close-on-exec (PEP 446),
             # so the shell inherits only stdin, stdout, stderr and the gate (fd 3),
@@ -270,10 +284,16 @@ class Executor:
                 setsigdef=(signal.SIGPIPE, signal.SIGXFSZ),
             )
         except OSError as exc:
-            for fd in (read_fd, write_fd, gate_r, gate_w):
+            for fd in opened:
                 os.close(fd)
             log.close()
-            return Outcome(error=f"cannot start /bin/sh: {exc.strerror}")
+            # Out of descriptors, processes or memory: the worker's trouble, and
+            # passing. Given back uncharged; anything else (no /bin/sh) is charged,
+            # so a shell that can never start ends in the DLQ, not retried for ever.
+            return Outcome(
+                error=f"cannot start /bin/sh: {exc.strerror}",
+                interrupted=exc.errno in _EXHAUSTED,
+            )
         os.close(write_fd)
         self._guard(f"+{pid}")
         # Past the lease guard (this worker was frozen since its last renewal), the
@@ -463,7 +483,8 @@ class Executor:
             signal=-returncode if returncode < 0 else None,
             timed_out=run.timed_out,
             interrupted=run.interrupted or killed_early,
-            error=run.log.error,
+            not_started=run.not_started,
+            log_error=run.log.error,
             duration=self._clock() - run.started,
             time_limit=run.deadline - run.started if run.timed_out and run.deadline else None,
             killed_before_command=killed_early,

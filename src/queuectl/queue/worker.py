@@ -44,6 +44,7 @@ SETTINGS_REFRESH = 2.0  # seconds between re-reads of the shared settings
 STORAGE_RETRY_MAX = 5.0  # seconds: cap of the backoff while the database is unavailable
 RECORD_GIVE_UP = 60.0  # seconds a stopping worker keeps retrying to record outcomes
 TERMINAL_FLUSH = 2.0  # seconds a stopping worker waits for its terminal to take its last lines
+LAUNCH_PAUSE = 1.0  # seconds without claims after a job could not be started (out of fds, say)
 
 
 def _describe(exc: Exception) -> str:
@@ -155,6 +156,8 @@ class Worker:
         self._running: dict[str, _Running] = {}  # by run_key()
         self._unrecorded: list[_Unrecorded] = []
         self._storage_retry_at = 0.0  # monotonic; no claims or records before it
+        self._launch_retry_at = 0.0  # monotonic; no claims before it (see _launch)
+        self._log_error_shown = False  # under --quiet, a log that fails is reported once
         self._storage_backoff = 0.0
         self._stopping_since: float | None = None
         self._flags = _Flags()
@@ -330,13 +333,19 @@ class Worker:
         while self._unrecorded:
             item = self._unrecorded[0]
             outcome, reason = item.outcome, "interrupted by worker shutdown (not charged)"
-            if item.past_guard and not outcome.succeeded:
+            if outcome.not_started:
+                reason = "not started: its worker could not renew the lease in time (not charged)"
+            elif item.past_guard and not outcome.succeeded:
                 outcome = outcome.replace(interrupted=True)
                 reason = "stopped: its worker could not renew the lease in time (not charged)"
             elif outcome.killed_before_command:
                 reason = (
                     f"its shell was {outcome.describe()} before the command began (not charged)"
                 )
+            elif outcome.interrupted and outcome.error is not None:
+                reason = f"not started: {outcome.error} (not charged)"
+            if outcome.log_error is not None:
+                self._report_log_error(item.running.job.id, outcome.log_error)
             self._record(item.running, outcome, reason)
             self._unrecorded.pop(0)
             if self._next is not None:
@@ -363,14 +372,30 @@ class Worker:
                     running.lost = True
                     self.executor.stop(key, grace=0)
 
+    def _report_log_error(self, job_id: str, message: str) -> None:
+        """The job's result stands; its missing output is the operator's to fix."""
+        if not self.quiet:
+            self._event(f"[{job_id}] its output was not logged: {message}", job_id)
+        elif not self._log_error_shown:
+            self._event(f"job output cannot be logged ({message}); results are still recorded")
+        self._log_error_shown = True
+
+    def _may_claim(self) -> bool:
+        """Claims wait while the leases are past their guard: a job claimed then would
+        only be given back unstarted, at once, again and again until the heartbeat
+        renews. And for a moment after a job could not be started for want of
+        descriptors or processes."""
+        now = time.monotonic()
+        return now < self._guard_deadline and now >= self._launch_retry_at
+
     def _fill_slots(self) -> int:
-        if self._stopping or len(self._running) >= self.concurrency:
+        if self._stopping or len(self._running) >= self.concurrency or not self._may_claim():
             return 0
         if not self._should_try_claim():
             return 0
         claimed = 0
         self._refresh_settings()
-        while len(self._running) < self.concurrency:
+        while len(self._running) < self.concurrency and self._may_claim():
             job = self.store.claim(self.id, self.queues, self.settings.lease_timeout)
             if not self._claimed(job):
                 break
@@ -399,6 +424,7 @@ class Worker:
             and not self._stopping
             and len(self._running) < self.concurrency
             and time.monotonic() >= self._storage_retry_at
+            and self._may_claim()
         )
 
     def _should_try_claim(self) -> bool:
@@ -446,15 +472,25 @@ class Worker:
                 f"on {self.info.host} by {self.id} ===\n"
             )
 
-        failure = self.executor.start(
-            key,
-            job.command,
-            log_path=log_path(self.logs_dir, job.id),
-            log_header=header,
-            env={"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(attempt)},
-            timeout=job.timeout,
-        )
+        try:
+            failure = self.executor.start(
+                key,
+                job.command,
+                log_path=log_path(self.logs_dir, job.id),
+                log_header=header,
+                env={"QUEUECTL_JOB_ID": job.id, "QUEUECTL_ATTEMPT": str(attempt)},
+                timeout=job.timeout,
+            )
+        except BaseException:
+            del self._running[key]  # never started: nothing for the loop to wait for
+            raise
         if failure is not None:
+            if failure.interrupted:  # short of descriptors or processes: pause claims
+                self._launch_retry_at = time.monotonic() + LAUNCH_PAUSE
+                self._event(
+                    f"cannot start jobs: {failure.describe()}; "
+                    f"claiming again in {format_seconds(LAUNCH_PAUSE)}"
+                )
             self._unrecorded.append(_Unrecorded(self._running.pop(key), failure))
 
     def _record(self, running: _Running, outcome: Outcome, interrupt_reason: str) -> None:
