@@ -203,6 +203,42 @@ def test_full_log_disk_is_reported_and_results_stand(sq: Queuectl) -> None:
     }
 
 
+@pytest.fixture
+def small_disk(tmp_path: Path) -> Iterator[Path]:
+    """A real 2 MiB file system (tmpfs), to fill. Mounting needs root, as CI runs."""
+    if os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root (CI runs as root)")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def test_a_full_disk_is_named_as_such(small_disk: Path) -> None:
+    """With no worker running, opening the WAL database must create its -shm file;
+    on a full disk SQLite says only "disk I/O error". Nothing is lost, and all works
+    once there is room again."""
+    q = Queuectl(small_disk)
+    try:
+        job_id = q.enqueue({"command": "true"})
+        filler = small_disk / "filler"
+        with open(filler, "wb") as out, contextlib.suppress(OSError):
+            while True:
+                out.write(b"\0" * 65536)
+        for args in (["status"], ["enqueue", '{"command": "true"}']):
+            result = q.run(*args, check=False)
+            assert result.returncode == 1
+            assert result.stderr.startswith("queuectl: error: the disk holding "), result.stderr
+            assert " is full" in result.stderr and result.stderr.count("\n") == 1
+        filler.unlink()
+        assert [j["id"] for j in q.json("list")] == [job_id]
+    finally:
+        q.cleanup()
+
+
 def test_a_worker_out_of_descriptors_gives_jobs_back_and_carries_on(sq: Queuectl) -> None:
     """Sixteen slots in 40 descriptors: starts fail with EMFILE. Each such job goes
     back to pending uncharged, claims pause for a moment, and every job still runs

@@ -597,6 +597,32 @@ def test_a_worker_that_cannot_start_says_only_why(tmp_path: Path) -> None:
     assert "stopped" not in err.getvalue(), err.getvalue()
 
 
+def test_a_database_outage_is_reported_once_not_at_every_retry(tmp_path: Path) -> None:
+    store = SQLiteStore(tmp_path / "queue.db", durable=False)
+    err = io.StringIO()
+    w = Worker(
+        store,
+        open_store=lambda: SQLiteStore(tmp_path / "queue.db", durable=False),
+        logs_dir=tmp_path / "logs",
+        executor=Executor(guard=False),
+        out=io.StringIO(),
+        err=err,
+    )
+    try:
+        w.start()
+        store._conn.execute("PRAGMA query_only = 1")  # every write now fails, as on a full disk
+        w._claim_now = True  # so that each step tries a claim
+        deadline = time.monotonic() + 1.5  # backoffs of 0.1, 0.2, 0.4, 0.8 s: four tries
+        while time.monotonic() < deadline:
+            w.step(max_wait=STEP)
+        assert err.getvalue().count("database unavailable") == 1, err.getvalue()
+        store._conn.execute("PRAGMA query_only = 0")
+        step_until(w, lambda: "database available again" in err.getvalue(), "recovery")
+    finally:
+        w.shutdown()
+        store.close()
+
+
 def test_a_bad_stored_setting_leaves_a_running_worker_on_its_previous_settings(
     rig: Rig,
 ) -> None:

@@ -159,6 +159,7 @@ class Worker:
         self._launch_retry_at = 0.0  # monotonic; no claims before it (see _launch)
         self._log_error_shown = False  # under --quiet, a log that fails is reported once
         self._storage_backoff = 0.0
+        self._storage_failure: str | None = None  # the cause last reported
         self._stopping_since: float | None = None
         self._flags = _Flags()
         self._notified = threading.Event()  # set by the watcher thread
@@ -272,6 +273,11 @@ class Worker:
                     f"stopping: waiting for {len(self._running)} running job(s) to finish "
                     "(Ctrl+C again to stop them now)"
                 )
+            elif self._unrecorded:
+                self._event(
+                    f"stopping: {len(self._unrecorded)} outcome(s) still to record; "
+                    f"retrying for up to {format_seconds(RECORD_GIVE_UP)}"
+                )
         if force and not self._forced:
             self._forced = True
             if self._running:
@@ -319,15 +325,18 @@ class Worker:
         self._claim_now = True  # what failed may have been a claim: try again after the pause
         self._storage_backoff = min(max(self._storage_backoff * 2, 0.1), STORAGE_RETRY_MAX)
         self._storage_retry_at = time.monotonic() + self._storage_backoff
-        self._event(
-            f"database unavailable, retrying in {format_seconds(self._storage_backoff)}: "
-            f"{exc.message}"
-        )
+        if exc.message != self._storage_failure:  # once per cause, not at every retry
+            self._event(
+                f"database unavailable, retrying (every {format_seconds(STORAGE_RETRY_MAX)} "
+                f"at most): {exc.message}"
+            )
+        self._storage_failure = exc.message
 
     def _storage_ok(self) -> None:
         if self._storage_backoff:
             self._event("database available again")
         self._storage_backoff = 0.0
+        self._storage_failure = None
 
     def _record_pending_outcomes(self) -> None:
         while self._unrecorded:
@@ -560,13 +569,20 @@ class Worker:
                 store = self._open_store()  # at once: a worker holds its connections from the start
             except Exception as exc:
                 self._event(f"heartbeat cannot open the database (will retry): {_describe(exc)}")
+            failing: str | None = None  # said once, not at every beat of an outage
             while not self._hb_stop.wait(self.settings.heartbeat_interval):
                 try:
                     if store is None:
                         store = self._open_store()
                     self.beat(store)
                 except Exception as exc:
-                    self._event(f"heartbeat failed (will retry): {_describe(exc)}")
+                    if _describe(exc) != failing:
+                        self._event(f"heartbeat failed (retrying): {_describe(exc)}")
+                    failing = _describe(exc)
+                else:
+                    if failing is not None:
+                        self._event("heartbeat renewed again")
+                    failing = None
         finally:
             if store is not None:
                 store.close()

@@ -101,9 +101,22 @@ def _translate(exc: sqlite3.Error, path: str | None = None) -> StorageError:
         )
     if "disk" in text and "full" in text:
         return StorageError(f"the disk is full: {text}")
+    if "disk I/O error" in text and path is not None and _nearly_full(path):
+        # Opening a WAL database writes its -shm file; on a full disk SQLite says
+        # only "disk I/O error", which sends an operator looking at the hardware.
+        return StorageError(f"the disk holding{where} is full: {text}")
     if "unable to open" in text:
         return StorageUnavailable(f"cannot open the database{where}: {text}")
     return StorageError(f"database error: {text}")
+
+
+def _nearly_full(path: str) -> bool:
+    """Less than a megabyte free where `path` lives (False when that cannot be told)."""
+    try:
+        fs = os.statvfs(os.path.dirname(os.path.abspath(path)))
+    except OSError:
+        return False
+    return fs.f_bavail * fs.f_frsize < 1024 * 1024
 
 
 def _queues_param(queues: Sequence[str]) -> str | None:
