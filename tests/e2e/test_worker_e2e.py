@@ -16,6 +16,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -209,6 +210,49 @@ def test_frozen_worker_job_never_runs_concurrently_with_its_takeover(
     assert first not in ticks[ticks.index(second) :], (
         f"run {first} kept running after run {second} of the same job started"
     )
+
+
+@contextlib.contextmanager
+def write_lock_held(queue: Queuectl) -> Iterator[None]:
+    """Another client holds the jobs table's write lock: every writer waits."""
+    if queue.db_file is not None:
+        import sqlite3
+
+        sq_conn = sqlite3.connect(queue.db_file, isolation_level=None, timeout=30)
+        try:
+            sq_conn.execute("BEGIN EXCLUSIVE")
+            yield
+            sq_conn.execute("COMMIT")
+        finally:
+            sq_conn.close()
+        return
+    import psycopg
+
+    with psycopg.connect(queue.db_target, autocommit=True) as pg_conn:
+        pg_conn.execute("BEGIN")
+        pg_conn.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+        yield
+        pg_conn.execute("COMMIT")
+
+
+def test_a_run_that_ended_during_a_long_stall_is_recorded_not_rerun(
+    qctl: Queuectl, tmp_path: Path
+) -> None:
+    """The job ends inside its lease while the database is locked for longer than
+    the lease. The worker must record it once the lock is gone. On PostgreSQL its
+    heartbeat used to renew from the transaction's start (before the wait), to a
+    lease already spent, and the worker then took its own job back as lost: the
+    result was discarded and the job ran again."""
+    marker = tmp_path / "marker"
+    job_id = qctl.enqueue({"command": f"echo run >> {q(marker)}; sleep 1"})
+    worker = qctl.start_worker("--count", "1")
+    qctl.wait_state(job_id, "running")
+    with write_lock_held(qctl):
+        time.sleep(4.5)  # the stall: longer than the 3 s lease (no condition to await)
+    job = qctl.wait_state(job_id, "completed")
+    assert (job["runs"], job["recoveries"]) == (1, 0), job
+    assert lines(marker) == ["run"]
+    stop(worker)
 
 
 def test_worker_stop_stops_all_workers_gracefully(qctl: Queuectl, tmp_path: Path) -> None:

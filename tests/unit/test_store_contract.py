@@ -454,6 +454,20 @@ def test_heartbeat_renews_leases_and_reports_held_jobs(store: Store, clock: Fake
     assert store.get_job("b").state is JobState.RUNNING
 
 
+def test_recover_never_takes_back_the_callers_own_jobs(store: Store, clock: FakeClock) -> None:
+    """A live worker whose leases ran out during a stall must record the runs that
+    ended meanwhile, not take its own jobs back as a lost worker's."""
+    store.enqueue([new_job("mine"), new_job("theirs")])
+    claim(store, "w1")
+    claim(store, "w2")
+    clock.advance(LEASE + 1)  # both leases have run out
+    recovered = store.recover([], STALE, exclude="w1")
+    assert [r.id for r in recovered] == ["theirs"]
+    assert store.get_job("mine").state is JobState.RUNNING
+    assert store.get_job("mine").recoveries == 0
+    assert store.complete("mine", 1, "w1", 0)  # its outcome is still its to record
+
+
 def test_heartbeat_renews_only_the_jobs_it_lists(store: Store, clock: FakeClock) -> None:
     """A job the worker holds but does not run (a claim whose reply was lost) expires."""
     w1 = worker(store, "w1")

@@ -648,7 +648,10 @@ class Worker:
         lost = [w.id for w in store.list_workers() if w.id != self.id and known_dead(w.host, w.pid)]
         unrenewed = None if store.shared_clock else self._unrenewed_leases(store)
         recovered = store.recover(
-            lost, stale_after=2 * self.settings.lease_timeout, unrenewed=unrenewed
+            lost,
+            stale_after=2 * self.settings.lease_timeout,
+            unrenewed=unrenewed,
+            exclude=self.id,
         )
         for job in recovered:
             verdict = (

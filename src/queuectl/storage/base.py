@@ -169,6 +169,7 @@ class Store(abc.ABC):
         stale_after: float,
         *,
         unrenewed: Sequence[str] | None = None,
+        exclude: str | None = None,
     ) -> list[RecoveredJob]:
         """Take back running jobs whose lease expired or whose worker is known lost.
 
@@ -181,6 +182,10 @@ class Store(abc.ABC):
         these running jobs (besides the lost workers'): the caller watched their
         leases stay unrenewed for a whole lease on its own monotonic clock. For a
         store without a `shared_clock`, whose `now()` can jump.
+
+        `exclude`: a worker whose jobs are never taken back, the caller itself. A
+        live worker knows what it runs; after a stall that outlasted its leases it
+        must record the runs that ended meanwhile, not discard them as lost.
         """
 
     @abc.abstractmethod

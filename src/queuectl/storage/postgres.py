@@ -601,9 +601,14 @@ class PostgresStore(Store):
         stale_after: float,
         *,
         unrenewed: Sequence[str] | None = None,
+        exclude: str | None = None,
     ) -> list[RecoveredJob]:
         lost = list(lost_worker_ids)
-        params = {"lost": lost, "unrenewed": None if unrenewed is None else list(unrenewed)}
+        params = {
+            "lost": lost,
+            "unrenewed": None if unrenewed is None else list(unrenewed),
+            "exclude": exclude,
+        }
         with self._tx() as conn:
             rows = conn.execute(Q["recover_jobs"], params).fetchall()
             conn.execute(Q["prune_workers"], {"lost": lost, "stale_after": stale_after})

@@ -533,13 +533,15 @@ class SQLiteStore(Store):
     def heartbeat(
         self, worker: WorkerInfo, lease_seconds: float, job_ids: Sequence[str]
     ) -> Heartbeat:
-        now = self._clock()
-        params = {
-            "worker_id": worker.id,
-            "lease_until": now + lease_seconds,
-            "ids": json.dumps(list(job_ids)),
-        }
         with self._write() as conn:
+            # Read once the write lock is held: a heartbeat that waited behind
+            # another writer must not renew to a lease already spent.
+            now = self._clock()
+            params = {
+                "worker_id": worker.id,
+                "lease_until": now + lease_seconds,
+                "ids": json.dumps(list(job_ids)),
+            }
             held = conn.execute(Q["renew_leases"], params).fetchall()
             row = conn.execute(Q["touch_worker"], {"id": worker.id, "now": now}).fetchone()
             if row is None:
@@ -556,6 +558,7 @@ class SQLiteStore(Store):
         stale_after: float,
         *,
         unrenewed: Sequence[str] | None = None,
+        exclude: str | None = None,
     ) -> list[RecoveredJob]:
         now = self._clock()
         lost = json.dumps(list(lost_worker_ids))
@@ -563,6 +566,7 @@ class SQLiteStore(Store):
             "now": now,
             "lost": lost,
             "unrenewed": None if unrenewed is None else json.dumps(list(unrenewed)),
+            "exclude": exclude,
         }
         with self._write() as conn:
             rows = conn.execute(Q["recover_jobs"], params).fetchall()

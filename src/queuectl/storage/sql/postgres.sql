@@ -44,7 +44,10 @@ UPDATE jobs AS j
        started_at = queuectl_now(),
        finished_at = NULL,
        updated_at = queuectl_now(),
-       lease_expires_at = queuectl_now() + %(lease_seconds)s
+       -- The clock now, not queuectl_now() (the transaction's start): a claim
+       -- that waited behind a lock must not get a lease already partly spent.
+       lease_expires_at = coalesce(nullif(current_setting('queuectl.fake_now', true), '')::double precision,
+                                  extract(epoch FROM clock_timestamp())::double precision) + %(lease_seconds)s
   FROM next
  WHERE j.seq = next.seq
 RETURNING j.*;
@@ -73,7 +76,10 @@ UPDATE jobs AS j
        started_at = queuectl_now(),
        finished_at = NULL,
        updated_at = queuectl_now(),
-       lease_expires_at = queuectl_now() + %(lease_seconds)s
+       -- The clock now, not queuectl_now() (the transaction's start): a claim
+       -- that waited behind a lock must not get a lease already partly spent.
+       lease_expires_at = coalesce(nullif(current_setting('queuectl.fake_now', true), '')::double precision,
+                                  extract(epoch FROM clock_timestamp())::double precision) + %(lease_seconds)s
   FROM next
  WHERE j.seq = next.seq
 RETURNING j.*;
@@ -150,12 +156,17 @@ ON CONFLICT (id) DO UPDATE SET last_heartbeat = queuectl_now();
 DELETE FROM workers WHERE id = %(id)s;
 
 -- name: renew_leases
-UPDATE jobs SET lease_expires_at = queuectl_now() + %(lease_seconds)s
+-- The clock at the update, not queuectl_now() (the transaction's start): a
+-- heartbeat that waited behind a lock must not renew to a lease already spent,
+-- which any worker, this one included, would then take back as lost.
+UPDATE jobs SET lease_expires_at = coalesce(nullif(current_setting('queuectl.fake_now', true), '')::double precision,
+                extract(epoch FROM clock_timestamp())::double precision) + %(lease_seconds)s
  WHERE worker_id = %(worker_id)s AND state = 'running' AND id = ANY(%(ids)s::text[])
 RETURNING id;
 
 -- name: touch_worker
-UPDATE workers SET last_heartbeat = queuectl_now()
+UPDATE workers SET last_heartbeat = coalesce(nullif(current_setting('queuectl.fake_now', true), '')::double precision,
+                extract(epoch FROM clock_timestamp())::double precision)
  WHERE id = %(id)s
 RETURNING stop_requested;
 
@@ -177,6 +188,7 @@ UPDATE jobs
        updated_at = queuectl_now(),
        lease_expires_at = NULL
  WHERE state = 'running'
+   AND worker_id IS DISTINCT FROM %(exclude)s  -- the caller's own: it knows what it runs
    AND (CASE WHEN %(unrenewed)s::text[] IS NULL THEN lease_expires_at < queuectl_now()
              ELSE id = ANY(%(unrenewed)s::text[]) END
         OR worker_id = ANY(%(lost)s::text[]))

@@ -168,6 +168,7 @@ UPDATE jobs
        updated_at = :now,
        lease_expires_at = NULL
  WHERE state = 'running'
+   AND worker_id IS NOT :exclude  -- the caller's own: it knows what it runs
    AND (CASE WHEN :unrenewed IS NULL THEN lease_expires_at < :now
              ELSE id IN (SELECT value FROM json_each(:unrenewed)) END
         OR worker_id IN (SELECT value FROM json_each(:lost)))
