@@ -107,3 +107,19 @@ def test_a_worker_that_cannot_connect_says_why(hosts: Hosts) -> None:
     message = assert_error(started, 1)
     assert re.search(r"refused|could not connect", message, re.I), message
     assert json.loads(hosts.run("worker", "list", "--json").stdout) == []
+
+
+def test_connections_notice_a_dead_peer_and_the_url_can_say_otherwise() -> None:
+    """Every connection gets TCP keepalives and a user timeout, so a worker whose
+    server vanished (packets dropped, not refused) is told within seconds instead of
+    waiting out the kernel's retransmissions. A setting in the URL wins."""
+    from queuectl.storage.postgres import LIVENESS, _connect
+    from tests.pg import PG_URL
+
+    url = with_url_params(PG_URL, keepalives_idle="30")
+    with _connect(url, patience=5.0) as conn:
+        dsn = dict(part.split("=", 1) for part in conn.info.dsn.split())
+    assert dsn["keepalives_idle"] == "30"
+    for name, value in LIVENESS.items():
+        if name != "keepalives_idle":
+            assert dsn[name] == value, (name, dsn)
