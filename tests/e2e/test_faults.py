@@ -287,6 +287,9 @@ def test_a_database_stall_past_the_lease_guard_does_not_spin(sq: Queuectl) -> No
     jobs = sq.json("list")
     assert max(j["runs"] for j in jobs) <= 2, [j["runs"] for j in jobs]
     assert worker.stderr().count("back to pending") <= 2 * len(acked), worker.stderr()
+    # Each given-back run says why on the terminal, not only in its `last_error`.
+    given_back = [line for line in worker.stderr().splitlines() if "back to pending" in line]
+    assert all("could not renew the lease in time" in line for line in given_back), given_back
     check_invariants(sq, acked=acked, ledger=ledger)
 
 

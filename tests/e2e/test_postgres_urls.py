@@ -123,3 +123,19 @@ def test_connections_notice_a_dead_peer_and_the_url_can_say_otherwise() -> None:
     for name, value in LIVENESS.items():
         if name != "keepalives_idle":
             assert dsn[name] == value, (name, dsn)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://postgres@127.0.0.1:5432/queuectl_no_such_database",
+        "postgresql://queuectl_no_such_role@127.0.0.1:5432/test",
+    ],
+)
+def test_a_server_that_refuses_the_url_is_not_retried(hosts: Hosts, url: str) -> None:
+    """A misspelt database or role: the server is up and says no, so the command
+    fails at once ("cannot connect"), instead of retrying for ten seconds as for a
+    server that cannot be reached."""
+    message = assert_error(hosts.run("--db", url, "status", check=False), 1)
+    assert message.startswith("queuectl: error: cannot connect to PostgreSQL at "), message
+    assert "does not exist" in message

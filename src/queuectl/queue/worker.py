@@ -511,7 +511,7 @@ class Worker:
             return
         if outcome.interrupted:
             ok = self.store.release(job.id, job.runs, self.id, interrupt_reason)
-            message = "interrupted; back to pending (not charged)"
+            message = f"back to pending: {interrupt_reason}"
         elif outcome.succeeded:
             # Not even formatted under --quiet (a worker of short jobs records many).
             message = "" if self.quiet else f"completed in {format_seconds(outcome.duration)}"

@@ -170,6 +170,16 @@ LIVENESS = {
 }
 
 
+#: What a server that is up says when it will never accept this URL as it is (a
+#: misspelt database or role, a password or SSL demand): retrying cannot help.
+REFUSALS = (
+    "does not exist",
+    "authentication failed",
+    "no pg_hba.conf entry",
+    "SSL",
+)
+
+
 def with_liveness(url: str) -> str:
     """`url` as a connection string, with the LIVENESS settings it does not name."""
     from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -194,6 +204,10 @@ def _connect(url: str, patience: float) -> psycopg.Connection[Any]:
             reason = _first_line(exc)
             if reason.startswith("invalid "):  # a setting in the URL: retrying cannot help
                 raise InvalidInput(f"{redact_url(url)}: {reason}") from None
+            if any(mark in reason for mark in REFUSALS):  # the server answered: no
+                raise StorageUnavailable(
+                    f"cannot connect to PostgreSQL at {redact_url(url)}: {reason}"
+                ) from None
             if time.monotonic() + pause > deadline:
                 raise StorageUnavailable(
                     f"cannot reach PostgreSQL at {redact_url(url)}: {reason}"
