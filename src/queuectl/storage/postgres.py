@@ -307,10 +307,7 @@ class PostgresStore(Store):
                 f"the database {self.location} has no queuectl tables: run `queuectl db migrate`"
             ) from exc
         except pg_errors.InvalidSchemaName as exc:  # search_path names no existing schema
-            raise SchemaError(
-                f"the database {self.location} has no schema to create the queue in: "
-                "the search_path names none that exists (CREATE SCHEMA it first)"
-            ) from exc
+            raise self._no_schema() from exc
         except psycopg.OperationalError as exc:
             raise StorageUnavailable(
                 f"lost the connection to PostgreSQL: {_first_line(exc)}"
@@ -319,6 +316,12 @@ class PostgresStore(Store):
             raise
         except psycopg.Error as exc:
             raise StorageError(f"database error: {_first_line(exc)}") from exc
+
+    def _no_schema(self) -> SchemaError:
+        return SchemaError(
+            f"the database {self.location} has no schema to create the queue in: "
+            "the search_path names none that exists (CREATE SCHEMA it first)"
+        )
 
     def _notify(self, conn: psycopg.Connection[Any]) -> None:
         conn.execute(Q["notify"], {"channel": self._channel_name(conn)})
@@ -425,7 +428,11 @@ class PostgresStore(Store):
     def schema_version(self) -> tuple[int, int]:
         latest = migration_scripts("postgres")[-1][0]
         with self._tx() as conn:
-            row = conn.execute("SELECT to_regclass('schema_migrations') AS t").fetchone()
+            row = conn.execute(
+                "SELECT to_regclass('schema_migrations') AS t, current_schema() AS s"
+            ).fetchone()
+            if row is not None and row["s"] is None:  # not "needs migrations": no place for them
+                raise self._no_schema()
             if row is None or row["t"] is None:
                 return 0, latest
             row = conn.execute(
