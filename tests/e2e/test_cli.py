@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shlex
@@ -16,7 +17,7 @@ import pytest
 
 from queuectl.storage import open_store
 from tests.conftest import Queuectl
-from tests.e2e.conftest import assert_error, epoch, parse_iso
+from tests.e2e.conftest import assert_error, epoch, parse_iso, popen_queuectl
 
 UUID_LINE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 
@@ -527,6 +528,34 @@ def test_logs_of_a_job_without_output_says_so_on_stderr(qctl: Queuectl) -> None:
     assert result.stdout == ""  # stdout is the output, exactly: none
     assert result.stderr == f"queuectl: job {job_id} has no output (yet)\n"
     assert qctl.json("logs", job_id) == {"id": job_id, "output": "", "truncated": False}
+
+
+def test_config_set_is_checked_against_the_settings_it_is_stored_with(
+    qctl: Queuectl,
+) -> None:
+    """Two `config set`s at once each passed the lease/heartbeat check against the old
+    pair and stored one that neither allows (lease 2 s, heartbeat 7 s): long jobs
+    then lost their leases for ever. While another change is being stored, a
+    `config set` waits for it and is checked against its result."""
+    from queuectl.storage import open_store
+
+    store = open_store(qctl.db_target)
+    racer: list[subprocess.Popen[str]] = []
+
+    def shorten_the_lease(stored: dict[str, str]) -> dict[str, str]:
+        racer.append(popen_queuectl(qctl, "config", "set", "heartbeat_interval", "7"))
+        with contextlib.suppress(subprocess.TimeoutExpired):  # the window for a racer
+            racer[0].wait(timeout=1.0)
+        return {"lease_timeout": "2"}
+
+    try:
+        store.update_config(shorten_the_lease)
+    finally:
+        store.close()
+    _, err = racer[0].communicate(timeout=30)
+    assert racer[0].returncode == 2, err
+    assert "heartbeat_interval" in err and "half of lease_timeout" in err, err
+    assert qctl.json("config", "show")["heartbeat_interval"] == 0.5  # unchanged
 
 
 def test_a_system_error_is_one_plain_line_not_an_internal_error(sq: Queuectl) -> None:

@@ -796,3 +796,14 @@ def test_now_follows_the_clock(store: Store, clock: FakeClock) -> None:
     before = store.now()
     clock.advance(42)
     assert store.now() == at(before + 42)
+
+
+def test_update_config_stores_nothing_when_the_change_refuses(store: Store) -> None:
+    store.set_config("max_retries", "3")
+
+    def refuse(stored: dict[str, str]) -> dict[str, str]:
+        raise ValueError("no")
+
+    with pytest.raises(ValueError):
+        store.update_config(refuse)
+    assert store.get_config() == {"max_retries": "3"}

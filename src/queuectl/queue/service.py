@@ -225,8 +225,10 @@ class QueueService:
         if not jobs and not settings:
             raise InvalidInput("nothing to import: no job or config lines found")
         count = self.store.import_jobs(jobs) if jobs else 0
-        for key, value in settings.items():
-            self.store.set_config(key, value)
+        if settings:  # checked again against the settings they are stored with
+            self.store.update_config(
+                lambda stored: settings_mod.validate_changes(Settings.from_stored(stored), changes)
+            )
         return count, len(settings)
 
     # -- settings --------------------------------------------------------------------------
@@ -238,11 +240,16 @@ class QueueService:
         return self.settings().to_dict()[settings_mod.normalize_key(key)]
 
     def config_set(self, key: str, value: str) -> tuple[str, Any]:
-        # The value being replaced is not read: a bad one must not block its repair.
         name = settings_mod.normalize_key(key)
-        current = Settings.from_stored(self.store.get_config(), replacing=name)
-        name, stored = settings_mod.validate_change(current, name, value)
-        self.store.set_config(name, stored)
+
+        def change(stored: dict[str, str]) -> dict[str, str]:
+            # Checked against the settings it is stored with (two `config set`s at
+            # once could each pass against the old pair, and store a bad one). The
+            # value being replaced is not read: a bad one must not block its repair.
+            current = Settings.from_stored(stored, replacing=name)
+            return dict([settings_mod.validate_change(current, name, value)])
+
+        self.store.update_config(change)
         return name, self.settings().to_dict()[name]
 
 

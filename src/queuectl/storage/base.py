@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import abc
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
 
@@ -205,6 +205,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_config(self, key: str, value: str) -> None:
         """Store one setting (already validated by the caller)."""
+
+    @abc.abstractmethod
+    def update_config(self, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+        """Read the settings, pass them to `change`, and store what it returns, in one
+        write transaction that no other `update_config` interleaves with: a change
+        checked against the settings is stored against the same settings. Whatever
+        `change` raises propagates, and nothing is stored."""
 
     @abc.abstractmethod
     def import_jobs(self, jobs: Sequence[Job]) -> int:

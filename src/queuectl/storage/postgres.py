@@ -704,6 +704,15 @@ class PostgresStore(Store):
         with self._tx(one_statement=True) as conn:
             conn.execute(Q["set_config"], {"key": key, "value": value})
 
+    def update_config(self, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+        with self._tx() as conn:
+            # Two updates must not both check against the same old settings. This
+            # mode conflicts with itself and with writes, not with readers.
+            conn.execute("LOCK TABLE config IN SHARE ROW EXCLUSIVE MODE")
+            rows = conn.execute(Q["get_config"]).fetchall()
+            for key, value in change({r["key"]: r["value"] for r in rows}).items():
+                conn.execute(Q["set_config"], {"key": key, "value": value})
+
 
 def _worker_params(worker: WorkerInfo) -> dict[str, Any]:
     return {

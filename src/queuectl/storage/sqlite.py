@@ -609,6 +609,13 @@ class SQLiteStore(Store):
         with self._write() as conn:
             conn.execute(Q["set_config"], {"key": key, "value": value})
 
+    @_retry_busy
+    def update_config(self, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
+        with self._write() as conn:  # BEGIN IMMEDIATE: one writer at a time
+            stored = dict(conn.execute(Q["get_config"]).fetchall())
+            for key, value in change(stored).items():
+                conn.execute(Q["set_config"], {"key": key, "value": value})
+
 
 class SteadyClock:
     """A worker's clock: the wall clock, but a jump forward is believed only once
