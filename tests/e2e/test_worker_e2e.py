@@ -255,6 +255,34 @@ def test_a_run_that_ended_during_a_long_stall_is_recorded_not_rerun(
     stop(worker)
 
 
+def test_a_shortened_lease_reaches_a_busy_worker_at_once(qctl: Queuectl, tmp_path: Path) -> None:
+    """`config set` shortens the lease and the heartbeat while a worker runs a long
+    job. The worker used to sleep out its old interval (here 40 s) before it heard,
+    so its live job looked lost under the new lease and another worker ran it at
+    the same time. Now it renews on the new terms within seconds."""
+    qctl.run("config", "set", "lease_timeout", "100")
+    qctl.run("config", "set", "heartbeat_interval", "40")
+    gate = tmp_path / "gate"
+    job_id = qctl.enqueue({"command": gate_command(gate, "true")})
+    worker = qctl.start_worker("--count", "1")
+    qctl.wait_state(job_id, "running")
+    qctl.run("config", "set", "heartbeat_interval", "0.5")
+    qctl.run("config", "set", "lease_timeout", "3")
+
+    def renewed_on_the_new_terms() -> bool:
+        lease = qctl.job(job_id)["lease_expires_at"]
+        return lease is not None and epoch(lease) - time.time() <= 3.5
+
+    wait_for(renewed_on_the_new_terms, timeout=10, message="a lease renewed for 3 s")
+    other = qctl.start_worker("--count", "1")  # watches the lease, and must see it renewed
+    wait_for(lambda: len(qctl.json("worker", "list")) == 2, message="the second worker")
+    gate.touch()
+    job = qctl.wait_state(job_id, "completed")
+    assert (job["runs"], job["recoveries"]) == (1, 0), job
+    stop(worker)
+    stop(other)
+
+
 def test_worker_stop_stops_all_workers_gracefully(qctl: Queuectl, tmp_path: Path) -> None:
     gate = tmp_path / "gate"
     marker = tmp_path / "done"

@@ -138,7 +138,9 @@ class QueueService:
     def _live(self, workers: Iterable[WorkerInfo]) -> builtins.list[WorkerInfo]:
         from queuectl.queue.hostinfo import known_dead
 
-        horizon = self.store.now() - self.settings().lease_timeout
+        # With SETTINGS_PICKUP of slack: right after `config set` shortens the lease,
+        # a live worker still beats on its old interval for a moment.
+        horizon = self.store.now() - self.settings().lease_timeout - settings_mod.SETTINGS_PICKUP
         return [w for w in workers if w.last_heartbeat >= horizon and not known_dead(w.host, w.pid)]
 
     def stop_workers(

@@ -24,6 +24,11 @@ DEFAULT_BACKOFF_BASE = 2.0
 DEFAULT_BACKOFF_MAX = 3600.0  # seconds
 DEFAULT_LEASE_TIMEOUT = 15.0  # seconds
 DEFAULT_HEARTBEAT_INTERVAL = 3.0  # seconds
+#: Seconds a running worker may take to act on a changed setting: it re-reads them
+#: every 2 s, and its heartbeat looks at them every half second. Until then it
+#: renews its leases on the old interval, so a shortened lease is judged with this
+#: much slack (a busy worker must not look lost because it has not heard yet).
+SETTINGS_PICKUP = 3.0
 
 
 class Settings(Record):

@@ -25,7 +25,7 @@ from queuectl.queue.executor import Executor, Outcome
 from queuectl.queue.hostinfo import hostname, known_dead
 from queuectl.queue.joblog import log_path
 from queuectl.queue.retry import RetryPolicy
-from queuectl.queue.settings import Settings
+from queuectl.queue.settings import SETTINGS_PICKUP, Settings
 from queuectl.queue.terminal import TerminalOutput
 from queuectl.storage.base import Store
 from queuectl.textutil import one_line
@@ -41,6 +41,7 @@ BUSY_WAIT = 0.5  # seconds the loop waits at most for events (any event wakes it
 STEP_POLL = 0.010  # seconds: idle wait of a loop driven by step() alone (no watcher)
 WATCH_SLICE = 1.0  # seconds per wait_for_change call of the watcher thread
 SETTINGS_REFRESH = 2.0  # seconds between re-reads of the shared settings
+HEARTBEAT_SLICE = 0.5  # seconds: how often the heartbeat looks at a changed interval
 STORAGE_RETRY_MAX = 5.0  # seconds: cap of the backoff while the database is unavailable
 RECORD_GIVE_UP = 60.0  # seconds a stopping worker keeps retrying to record outcomes
 TERMINAL_FLUSH = 2.0  # seconds a stopping worker waits for its terminal to take its last lines
@@ -299,6 +300,9 @@ class Worker:
         claimed = 0
         if time.monotonic() >= self._storage_retry_at:
             try:
+                # Also while nothing is claimed (one long job, an idle queue): a
+                # shortened lease must reach the heartbeat within SETTINGS_PICKUP.
+                self._refresh_settings()
                 self._record_pending_outcomes()
                 claimed = self._fill_slots()
                 self._storage_ok()
@@ -570,7 +574,16 @@ class Worker:
             except Exception as exc:
                 self._event(f"heartbeat cannot open the database (will retry): {_describe(exc)}")
             failing: str | None = None  # said once, not at every beat of an outage
-            while not self._hb_stop.wait(self.settings.heartbeat_interval):
+            last = time.monotonic()
+            while True:
+                # In slices, against the settings as they are now: a shortened
+                # interval takes effect within a slice, not after the old interval.
+                due_in = last + self.settings.heartbeat_interval - time.monotonic()
+                if self._hb_stop.wait(min(max(due_in, 0.0), HEARTBEAT_SLICE)):
+                    break
+                if time.monotonic() < last + self.settings.heartbeat_interval:
+                    continue
+                last = time.monotonic()
                 try:
                     if store is None:
                         store = self._open_store()
@@ -680,7 +693,9 @@ class Worker:
         for job in store.list_jobs(JobState.RUNNING):
             lease = (job.id, job.runs, job.lease_expires_at)
             since = seen[lease] = self._lease_seen.get(lease, now)
-            if now - since >= self.settings.lease_timeout:
+            # With SETTINGS_PICKUP of slack: a holder that has not yet heard of a
+            # shortened lease still renews on its old, longer interval.
+            if now - since >= self.settings.lease_timeout + SETTINGS_PICKUP:
                 unrenewed.append(job.id)
         self._lease_seen = seen
         return unrenewed
