@@ -575,11 +575,10 @@ def test_shutdown_with_running_jobs_claims_nothing_new(rig: Rig) -> None:
     assert rig.job("waiting").runs == 0
 
 
-def test_a_worker_that_cannot_start_says_only_why(tmp_path: Path) -> None:
-    """`worker start` on a database it cannot write to (a full disk, say): one error,
-    not a "worker stopped" line before it about a worker that never started."""
+def sqlite_worker(tmp_path: Path) -> tuple[Worker, SQLiteStore, io.StringIO]:
+    """A worker on a real SQLite file (not the rig's fake clock), its main store, and
+    its stderr: for tests that make that store's writes fail."""
     store = SQLiteStore(tmp_path / "queue.db", durable=False)
-    store._conn.execute("PRAGMA query_only = 1")  # every write now fails, as on a full disk
     err = io.StringIO()
     w = Worker(
         store,
@@ -589,6 +588,14 @@ def test_a_worker_that_cannot_start_says_only_why(tmp_path: Path) -> None:
         out=io.StringIO(),
         err=err,
     )
+    return w, store, err
+
+
+def test_a_worker_that_cannot_start_says_only_why(tmp_path: Path) -> None:
+    """`worker start` on a database it cannot write to (a full disk, say): one error,
+    not a "worker stopped" line before it about a worker that never started."""
+    w, store, err = sqlite_worker(tmp_path)
+    store._conn.execute("PRAGMA query_only = 1")  # every write now fails, as on a full disk
     try:
         with pytest.raises(StorageError):
             w.run()
@@ -598,16 +605,7 @@ def test_a_worker_that_cannot_start_says_only_why(tmp_path: Path) -> None:
 
 
 def test_a_database_outage_is_reported_once_not_at_every_retry(tmp_path: Path) -> None:
-    store = SQLiteStore(tmp_path / "queue.db", durable=False)
-    err = io.StringIO()
-    w = Worker(
-        store,
-        open_store=lambda: SQLiteStore(tmp_path / "queue.db", durable=False),
-        logs_dir=tmp_path / "logs",
-        executor=Executor(guard=False),
-        out=io.StringIO(),
-        err=err,
-    )
+    w, store, err = sqlite_worker(tmp_path)
     try:
         w.start()
         store._conn.execute("PRAGMA query_only = 1")  # every write now fails, as on a full disk
