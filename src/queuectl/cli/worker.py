@@ -94,20 +94,22 @@ def worker_stop(app: AppContext, args: argparse.Namespace) -> int:
     report = app.service().stop_workers(
         wait=not args.no_wait, timeout=args.timeout, progress=progress
     )
+    # Exit 1 only when it waited and gave up while some were still finishing.
+    code = 1 if report.running and not args.no_wait else 0
     if args.as_json:
         from queuectl.cli.render import emit_json
 
         emit_json({"waited": not args.no_wait, **report.fields()})
-        return 1 if report.running and not args.no_wait else 0
+        return code
     if report.asked == 0:
         write("No workers running.")
-        return 0
+        return code
     if args.no_wait:
         write(f"Asked {report.asked} worker(s) to stop.")
-        return 0
+        return code
     if report.stopped == report.asked:
         write(f"Stopped {report.asked} worker(s).")
-        return 0
+        return code
     parts = [f"Stopped {report.stopped} of {report.asked} worker(s)"]
     if report.lost:
         parts.append(
@@ -117,7 +119,7 @@ def worker_stop(app: AppContext, args: argparse.Namespace) -> int:
     if report.running:
         parts.append(f"{report.running} still finishing")
     write("; ".join(parts) + ".")
-    return 1 if report.running else 0
+    return code
 
 
 def worker_list(app: AppContext, args: argparse.Namespace) -> None:

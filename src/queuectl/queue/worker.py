@@ -406,8 +406,7 @@ class Worker:
             return 0
         if not self._should_try_claim():
             return 0
-        claimed = 0
-        self._refresh_settings()
+        claimed = 0  # (settings: step() has just refreshed them)
         while len(self._running) < self.concurrency and self._may_claim():
             job = self.store.claim(self.id, self.queues, self.settings.lease_timeout)
             if not self._claimed(job):

@@ -202,9 +202,10 @@ class Store(abc.ABC):
     def get_config(self) -> dict[str, str]:
         """Stored settings as raw strings (defaults are not stored)."""
 
-    @abc.abstractmethod
     def set_config(self, key: str, value: str) -> None:
-        """Store one setting (already validated by the caller)."""
+        """Store one setting as given, unchecked (commands check theirs through
+        `update_config`; tests plant values with this)."""
+        self.update_config(lambda _stored: {key: value})
 
     @abc.abstractmethod
     def update_config(self, change: Callable[[dict[str, str]], dict[str, str]]) -> None:

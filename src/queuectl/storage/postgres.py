@@ -192,10 +192,11 @@ def _connect(url: str, patience: float) -> psycopg.Connection[Any]:
     """Connect, retrying with backoff for up to `patience` seconds (a server restarting)."""
     deadline = time.monotonic() + patience
     pause = 0.2
+    conninfo = with_liveness(url)
     while True:
         try:
             return psycopg.connect(
-                with_liveness(url),
+                conninfo,
                 autocommit=True,
                 row_factory=dict_row,
                 connect_timeout=CONNECT_TIMEOUT,
@@ -699,10 +700,6 @@ class PostgresStore(Store):
         with self._tx(one_statement=True) as conn:
             rows = conn.execute(Q["get_config"]).fetchall()
         return {r["key"]: r["value"] for r in rows}
-
-    def set_config(self, key: str, value: str) -> None:
-        with self._tx(one_statement=True) as conn:
-            conn.execute(Q["set_config"], {"key": key, "value": value})
 
     def update_config(self, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
         with self._tx() as conn:

@@ -605,11 +605,6 @@ class SQLiteStore(Store):
         return dict(self._conn.execute(Q["get_config"]).fetchall())
 
     @_retry_busy
-    def set_config(self, key: str, value: str) -> None:
-        with self._write() as conn:
-            conn.execute(Q["set_config"], {"key": key, "value": value})
-
-    @_retry_busy
     def update_config(self, change: Callable[[dict[str, str]], dict[str, str]]) -> None:
         with self._write() as conn:  # BEGIN IMMEDIATE: one writer at a time
             stored = dict(conn.execute(Q["get_config"]).fetchall())
