@@ -152,15 +152,21 @@ class Queuectl:
         self.run("config", "set", "lease_timeout", "3")
 
     def run(
-        self, *args: str, input: str | bytes | None = None, check: bool = True, timeout: float = 60
+        self,
+        *args: str,
+        input: str | bytes | None = None,
+        check: bool = True,
+        timeout: float = 60,
+        env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run one command; with `check`, a non-zero exit fails the test with its stderr."""
+        """Run one command; with `check`, a non-zero exit fails the test with its stderr.
+        `env`: variables set (or replaced) for this command only."""
         data = input.encode() if isinstance(input, str) else input
         proc = subprocess.run(
             [self.exe, *args],
             input=data,
             capture_output=True,
-            env=self.env,
+            env=self.env if env is None else {**self.env, **env},
             timeout=timeout,
             cwd=self.root,
             check=False,

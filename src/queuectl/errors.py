@@ -53,6 +53,10 @@ class StorageUnavailable(StorageError):
     """The database cannot be opened or reached."""
 
 
+class QueueNotFound(StorageUnavailable):
+    """There is no queue at this location."""
+
+
 class StorageBusy(StorageError):
     """The database stayed busy for too long; nothing was changed. Try again."""
 

@@ -616,3 +616,51 @@ def test_where_the_queue_lives_is_never_a_surprise(sq: Queuectl, tmp_path: Path)
         message = assert_error(qctl.run("--db", target, "status", check=False), 1)
         assert "not a regular file" in message
     assert not Path("/dev/null-journal").exists()
+
+
+#: Commands that only read a queue, or change jobs already in it.
+READERS = (
+    ["status"],
+    ["list", "--json"],
+    ["show", "some-id"],
+    ["logs", "some-id"],
+    ["cancel", "some-id"],
+    ["dlq", "list"],
+    ["dlq", "retry", "some-id"],
+    ["worker", "list"],
+    ["worker", "stop"],
+    ["config", "show"],
+    ["config", "get", "max_retries"],
+    ["db", "status"],
+    ["export"],
+)
+
+
+def test_a_reader_never_makes_a_queue_at_a_mistyped_path(sq: Queuectl, tmp_path: Path) -> None:
+    # A typo in --db used to leave an empty queue there (and the directories to it),
+    # shown as if the user's jobs had vanished.
+    sq.enqueue({"command": "true"})
+    typo = tmp_path / "elsewhere" / "queuectl.db"
+    for args in READERS:
+        result = sq.run("--db", str(typo), *args, check=False)
+        message = assert_error(result, 1)
+        assert f"no queue at {typo}" in message and "--db" in message, message
+        result = sq.run(*args, check=False, env={"QUEUECTL_DB": str(typo)})
+        assert "$QUEUECTL_DB" in assert_error(result, 1)
+    assert not typo.parent.exists()
+    # The commands that put something in a queue make it, as before.
+    for args in (
+        ["enqueue", '{"command":"true"}'],
+        ["config", "set", "max_retries", "5"],
+        ["db", "migrate"],
+    ):
+        made = tmp_path / f"made-by-{args[0]}.db"
+        sq.run("--db", str(made), *args)
+        assert sq.run("--db", str(made), "status").returncode == 0
+    assert sq.counts()["pending"] == 1  # the default queue is untouched
+
+
+def test_the_default_queue_is_made_by_any_command(sq: Queuectl, tmp_path: Path) -> None:
+    env = {"QUEUECTL_DB": "", "XDG_DATA_HOME": str(tmp_path / "fresh")}
+    assert "pending    0" in sq.run("status", env=env).stdout
+    assert (tmp_path / "fresh" / "queuectl" / "queuectl.db").is_file()

@@ -53,5 +53,5 @@ def config_get(app: AppContext, args: argparse.Namespace) -> None:
 
 
 def config_set(app: AppContext, args: argparse.Namespace) -> None:
-    name, stored = app.service().config_set(args.key, args.value)
+    name, stored = app.service(create=True).config_set(args.key, args.value)
     write(f"{name} = {_text(stored)}")

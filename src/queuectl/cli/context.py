@@ -16,17 +16,46 @@ class AppContext:
     """Opens the database on first use, so `--help` and usage errors never touch it."""
 
     def __init__(self, db_option: str | None) -> None:
-        from queuectl.paths import resolve_db
+        import os
+
+        from queuectl.paths import DB_ENV, resolve_db
 
         self.db = resolve_db(db_option)
+        #: Where the user named the queue (None: the default one).
+        self.named_by = "--db" if db_option else f"${DB_ENV}" if os.environ.get(DB_ENV) else None
         self._service: QueueService | None = None
 
     def open_store(
-        self, *, durable: bool = True, worker: bool = False, require_schema: bool = True
+        self,
+        *,
+        durable: bool = True,
+        worker: bool = False,
+        require_schema: bool = True,
+        create: bool = False,
     ) -> Store:
+        """`create`: the command writes to the queue, so a missing SQLite file is made.
+
+        The default queue is made by whichever command comes first, so that
+        `queuectl status` on a new machine shows an empty queue. A queue named with
+        --db or $QUEUECTL_DB is made only by a command that puts something in it: a
+        command that reads, given a mistyped path, says so instead of leaving an
+        empty queue there and showing it as if it were the user's.
+        """
+        from queuectl.errors import QueueNotFound
         from queuectl.storage import open_store
 
-        return open_store(self.db, durable=durable, worker=worker, require_schema=require_schema)
+        try:
+            return open_store(
+                self.db,
+                durable=durable,
+                worker=worker,
+                require_schema=require_schema,
+                create=create or self.named_by is None,
+            )
+        except QueueNotFound as exc:
+            raise QueueNotFound(
+                f"{exc.message} (check {self.named_by}; `queuectl enqueue` creates a queue)"
+            ) from None
 
     @property
     def logs_dir(self) -> str:
@@ -34,11 +63,12 @@ class AppContext:
 
         return logs_dir_for(self.db)
 
-    def service(self, *, require_schema: bool = True) -> QueueService:
+    def service(self, *, require_schema: bool = True, create: bool = False) -> QueueService:
+        """The queue's service; `create` as for `open_store`."""
         if self._service is None:
             from queuectl.queue.service import QueueService
 
-            store = self.open_store(require_schema=require_schema)
+            store = self.open_store(require_schema=require_schema, create=create)
             self._service = QueueService(store, self.logs_dir)
         return self._service
 

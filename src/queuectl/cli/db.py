@@ -65,7 +65,7 @@ def db_status(app: AppContext, args: argparse.Namespace) -> None:
 
 
 def db_migrate(app: AppContext, args: argparse.Namespace) -> None:
-    service = app.service(require_schema=False)
+    service = app.service(require_schema=False, create=True)
     applied = service.migrate()
     current, latest = service.schema_version()
     if applied:
@@ -96,5 +96,5 @@ def export_queue(app: AppContext, args: argparse.Namespace) -> None:
 def import_queue(app: AppContext, args: argparse.Namespace) -> None:
     from queuectl.cli.enqueue import read_input_lines
 
-    jobs, settings = app.service().import_lines(read_input_lines(args.file))
+    jobs, settings = app.service(create=True).import_lines(read_input_lines(args.file))
     write(f"Imported {jobs} job(s) and {settings} setting(s).")

@@ -110,7 +110,7 @@ def _enqueue(app: AppContext, args: argparse.Namespace) -> None:
         ]
     if not specs:
         raise InvalidInput(f"{args.file}: no jobs found")
-    enqueued = app.service().enqueue(specs)
+    enqueued = app.service(create=True).enqueue(specs)
     if args.as_json:
         from queuectl.cli.render import emit_json
 

@@ -68,11 +68,11 @@ def worker_start(app: AppContext, args: argparse.Namespace) -> None:
             raise InvalidInput(f"--queue: {queue!r} is not a valid queue name")
     # Worker bookkeeping trades a synchronous commit for speed: a write lost to a
     # power cut can at worst make a job run again (see docs/DECISIONS.md).
-    store = app.open_store(durable=False, worker=True)
+    store = app.open_store(durable=False, worker=True, create=True)
     try:
         Worker(
             store,
-            open_store=lambda: app.open_store(durable=False, worker=True),
+            open_store=lambda: app.open_store(durable=False, worker=True, create=True),
             logs_dir=app.logs_dir,
             concurrency=args.count,
             queues=args.queues,

@@ -12,13 +12,20 @@ if TYPE_CHECKING:
 
 
 def open_store(
-    target: str, *, durable: bool = True, worker: bool = False, require_schema: bool = True
+    target: str,
+    *,
+    durable: bool = True,
+    worker: bool = False,
+    require_schema: bool = True,
+    create: bool = True,
 ) -> Store:
     """Open the store named by a `--db` value: a `postgresql://` URL or a SQLite path.
 
     `durable`: SQLite commits are fsynced (every write that acknowledges to a user).
     `worker`: open for a worker process (PostgreSQL: a shared connection pool).
     `require_schema`: PostgreSQL refuses pending migrations (SQLite applies its own).
+    `create`: SQLite makes the file when it does not exist; if False, a missing
+    file is an error (PostgreSQL never creates a database).
     """
     if is_postgres_url(target):
         try:
@@ -30,4 +37,4 @@ def open_store(
         return PostgresStore(target, pooled=worker, require_schema=require_schema)
     from queuectl.storage.sqlite import SQLiteStore
 
-    return SQLiteStore(target, durable=durable)
+    return SQLiteStore(target, durable=durable, create=create)

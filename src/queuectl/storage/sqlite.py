@@ -20,6 +20,7 @@ from functools import wraps
 from queuectl.errors import (
     DuplicateJob,
     JobNotFound,
+    QueueNotFound,
     SchemaError,
     StorageBusy,
     StorageError,
@@ -135,8 +136,9 @@ class SQLiteStore(Store):
         durable: bool = True,
         clock: Callable[[], float] | None = None,
         migrate: bool = True,
+        create: bool = True,
     ) -> None:
-        """Open (creating if needed) the database at `path`.
+        """Open (creating if needed, and if `create`) the database at `path`.
 
         `durable`: commits are synced to disk before returning (`synchronous=FULL`),
         as every write that acknowledges something to a user must be. Workers pass
@@ -152,14 +154,14 @@ class SQLiteStore(Store):
         self._clock = clock
         self._watch: DirectoryWatch | None = None  # see wait_for_change()
         self._watch_tried = False
-        self._conn = self._connect(durable)
+        self._conn = self._connect(durable, create)
         if migrate:
             self.migrate()
 
     # -- connection and schema -------------------------------------------------------------
 
-    def _connect(self, durable: bool) -> sqlite3.Connection:
-        _create_private_file(self.path)
+    def _connect(self, durable: bool, create: bool) -> sqlite3.Connection:
+        _create_private_file(self.path, create)
         try:
             conn = sqlite3.connect(
                 self.path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=True
@@ -711,16 +713,20 @@ def _duplicate_error(ids: Sequence[str], store: SQLiteStore, outcome: str) -> Du
     return DuplicateJob(f"duplicate job id; {outcome}")
 
 
-def _create_private_file(path: str) -> None:
+def _create_private_file(path: str, create: bool) -> None:
     """Create the database file and its directory private to the user (0700/0600).
 
-    SQLite gives its -wal and -shm files the database file's permissions.
+    SQLite gives its -wal and -shm files the database file's permissions. Without
+    `create`, a missing file is an error: a command that only reads, pointed at a
+    mistyped path, must not leave an empty queue there and show it as the user's.
     """
     if os.path.exists(path):
         if not os.path.isfile(path):  # a directory, /dev/null, a pipe: SQLite would
             # fail later, or write its journal beside it (in /dev, say)
             raise StorageUnavailable(f"cannot open the database {path}: not a regular file")
         return
+    if not create:
+        raise QueueNotFound(f"no queue at {path}: the file does not exist")
     try:
         make_private_dir(os.path.dirname(os.path.abspath(path)))
         fd = os.open(path, os.O_CREAT | os.O_WRONLY, 0o600)
