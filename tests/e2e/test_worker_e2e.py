@@ -255,6 +255,46 @@ def test_a_run_that_ended_during_a_long_stall_is_recorded_not_rerun(
     stop(worker)
 
 
+def test_a_worker_stuck_on_the_database_stops_on_a_second_signal(
+    qctl: Queuectl, tmp_path: Path, process_groups: ProcessGroups
+) -> None:
+    """Another session holds the write lock, and the worker's loop waits on it to
+    record a finished job. It used to wait as long as the lock was held (without
+    limit on PostgreSQL), deaf to any number of Ctrl+C. Now a second signal stops it
+    without the database: its running job is ended, and once the lock is gone the
+    jobs are taken back and finish, neither charged for the cut-short run."""
+    short_done = tmp_path / "short-done"
+    long_pid = tmp_path / "long-pid"
+    short = qctl.enqueue({"command": f"sleep 1; touch {q(short_done)}", "priority": 1})
+    # Its first run waits (as the shell's own process, the group leader); a rerun exits 0.
+    long = qctl.enqueue(
+        {"command": f"[ -e {q(long_pid)} ] && exit 0; echo $$ > {q(long_pid)}; exec sleep 300"}
+    )
+    worker = qctl.start_worker("--count", "2")
+    pid = int(wait_for(lambda: long_pid.exists() and long_pid.read_text().strip()))
+    with write_lock_held(qctl):
+        wait_for(short_done.exists, message="the short job to end (its record then waits)")
+
+        def stopped() -> bool:
+            worker.signal(signal.SIGINT)  # the loop counts as stuck after 2 s
+            return worker.proc.poll() is not None
+
+        wait_for(stopped, timeout=30, interval=1.0, message="the worker to stop")
+        assert worker.wait() == 1
+        err = worker.stderr()
+        assert "stopping now without the database" in err, err
+        assert "ended 1 running job(s)" in err and "1 finished job(s)" in err, err
+        wait_for(lambda: process_groups.gone(pid), message="the long job to be ended")
+    rescuer = qctl.start_worker("--count", "2")
+    job = qctl.wait_state(long, "completed")
+    assert (job["attempts"], job["recoveries"]) == (1, 1), job
+    # PostgreSQL may still carry out the record the worker had sent before it left,
+    # once the lock is gone; otherwise the job is taken back and runs again.
+    job = qctl.wait_state(short, "completed")
+    assert job["attempts"] == 1 and job["runs"] == 1 + job["recoveries"], job
+    stop(rescuer)
+
+
 def test_a_shortened_lease_reaches_a_busy_worker_at_once(qctl: Queuectl, tmp_path: Path) -> None:
     """`config set` shortens the lease and the heartbeat while a worker runs a long
     job. The worker used to sleep out its old interval (here 40 s) before it heard,

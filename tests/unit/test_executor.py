@@ -374,6 +374,27 @@ def test_stop_escalates_to_sigkill_after_grace(tmp_path: Path) -> None:
         ex.close()
 
 
+def test_end_all_now_ends_every_group_before_an_exit_without_reports(tmp_path: Path) -> None:
+    ex = Executor(guard=False, kill_grace=0.3)
+    pgids = []
+    try:
+        # One that ends on SIGTERM, leaving a child behind; one that ignores it.
+        start(ex, "polite", f"echo $$ > {tmp_path / 'a'}; sleep 30 & wait", tmp_path)
+        start(ex, "stubborn", f"trap '' TERM; echo $$ > {tmp_path / 'b'}; sleep 30", tmp_path)
+        pgids = [read_pid(tmp_path / "a"), read_pid(tmp_path / "b")]
+        began = time.monotonic()
+        assert ex.end_all_now() == 2
+        assert time.monotonic() - began < 5  # the grace (0.3 s), then SIGKILL
+        for pgid in pgids:
+            assert not live_group_members(pgid), f"group {pgid} survived"
+        # Not reaped: each shell's pid, and so its group id, stays taken until we exit.
+        assert all(_proc_stat(pgid) is not None for pgid in pgids)
+    finally:
+        for pgid in pgids:
+            kill_group_quietly(pgid)
+        ex.close()
+
+
 def test_background_child_holding_the_pipe_does_not_delay_the_job(
     executor: Executor, lines: Lines, tmp_path: Path
 ) -> None:

@@ -353,6 +353,29 @@ class Executor:
         for key in list(self._runs):
             self.stop(key, grace=grace)
 
+    def end_all_now(self, grace: float | None = None) -> int:
+        """End every run before this process exits without reporting them.
+
+        For a worker whose loop is stuck (its database does not answer) and that
+        was told to stop now: SIGTERM each group, wait up to `grace` seconds for
+        the shells to exit, then SIGKILL the groups, leftovers included. Blocks,
+        and reports nothing: the runs are left as they are, for the exit. The
+        shells are not reaped, so their group ids stay theirs until then.
+        Returns how many runs there were.
+        """
+        runs = list(self._runs.values())
+        for run in runs:
+            self._signal_group(run, signal.SIGTERM)
+        # The monotonic clock, not self._clock: this waits for real processes.
+        deadline = time.monotonic() + (self._kill_grace if grace is None else grace)
+        alive = runs
+        while alive and time.monotonic() < deadline:
+            time.sleep(0.02)
+            alive = [run for run in alive if not _has_exited(run.pid)]
+        for run in runs:
+            self._signal_group(run, signal.SIGKILL)
+        return len(runs)
+
     def add_wakeup_fd(self, fd: int) -> None:
         """Make `poll()` return when `fd` becomes readable (its data is drained)."""
         self._watch(fd, None)
@@ -565,6 +588,14 @@ def _pidfd_open(pid: int) -> int | None:
     except OSError:
         return None
     return fd
+
+
+def _has_exited(pid: int) -> bool:
+    """Whether child `pid` has exited, without reaping it (WNOWAIT)."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:  # reaped already
+        return True
 
 
 def _drain(fd: int) -> None:

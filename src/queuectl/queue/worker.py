@@ -46,6 +46,10 @@ STORAGE_RETRY_MAX = 5.0  # seconds: cap of the backoff while the database is una
 RECORD_GIVE_UP = 60.0  # seconds a stopping worker keeps retrying to record outcomes
 TERMINAL_FLUSH = 2.0  # seconds a stopping worker waits for its terminal to take its last lines
 LAUNCH_PAUSE = 1.0  # seconds without claims after a job could not be started (out of fds, say)
+#: Seconds a loop iteration may take before a signal counts the loop as stuck. An
+#: iteration waits for events half a second at most; only a database that does not
+#: answer (a lock held elsewhere, a hung server) holds it longer.
+STUCK_AFTER = 2.0
 
 
 def _describe(exc: Exception) -> str:
@@ -176,6 +180,8 @@ class Worker:
         self._next: Job | None = None
         self._stopping = False
         self._forced = False
+        self._progress_at = time.monotonic()  # when the loop last began an iteration
+        self._abandoning = False
         self._started = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -196,6 +202,7 @@ class Worker:
     def run(self) -> int:
         """Register, work until stopped, clean up. Returns the process exit code (0)."""
         previous = self._install_signal_handlers()
+        self._progress_at = time.monotonic()
         try:
             self.start()
             while not self.finished:
@@ -242,6 +249,7 @@ class Worker:
 
     def shutdown(self) -> None:
         """Stop heartbeating, deregister, release the executor and the wake-up pipe."""
+        self._progress_at = time.monotonic()
         self._hb_stop.set()
         self._want_wakeup.set()  # let the watcher see the stop at once
         for thread in (self._hb_thread, self._watcher):
@@ -296,6 +304,7 @@ class Worker:
         does not stop the worker: claims pause and outcomes wait in memory, retried
         with backoff, while running jobs go on.
         """
+        self._progress_at = time.monotonic()
         self._apply_flags()
         claimed = 0
         if time.monotonic() >= self._storage_retry_at:
@@ -731,6 +740,45 @@ class Worker:
         # deadlock against the loop holding it, and a plain int update needs no lock.
         self._flags.signals += 1
         self._wake()
+        stuck = time.monotonic() - self._progress_at
+        if stuck >= STUCK_AFTER and not self._abandoning:
+            self._signal_while_stuck(stuck)
+
+    def _signal_while_stuck(self, stuck: float) -> None:
+        """Act on a signal that found the loop stuck, here in the handler.
+
+        The loop acts on signals between iterations, and a stuck one (blocked on a
+        database that does not answer: a lock held in another session, a hung
+        server) might never get there: the worker would not stop for any number of
+        Ctrl+C. The first signal is only acknowledged; running jobs go on. A second
+        stops the worker without the database: its jobs are ended here and the
+        process exits. Nothing can be recorded, so the jobs are taken back by
+        another worker (or the next `worker start`) once their leases run out.
+        """
+        if self._flags.signals < 2:
+            self._event(
+                f"stopping once the database answers (it has not for {format_seconds(stuck)}); "
+                "running jobs go on (Ctrl+C again to stop now without it)"
+            )
+            return
+        self._abandoning = True
+        ended = self.executor.end_all_now()
+        parts = [f"stopping now without the database (no answer for {format_seconds(stuck)})"]
+        if ended:
+            parts.append(
+                f"ended {ended} running job(s): another worker takes them back once their "
+                f"leases run out (within {format_seconds(self.settings.lease_timeout)})"
+            )
+        if self._unrecorded:
+            # PostgreSQL may yet carry out a record it had received before we left.
+            parts.append(
+                f"{len(self._unrecorded)} finished job(s) may not be recorded, and then run again"
+            )
+        self._event("; ".join(parts))
+        self._terminal.close(TERMINAL_FLUSH)
+        # Not an exception: unwinding through the driver's wait could block again
+        # (psycopg cancels the query on the way out, through the same server).
+        os._exit(1)
 
     def _wake(self) -> None:
         # A full pipe already wakes the loop; a closed one means we are done.
