@@ -42,7 +42,11 @@ if TYPE_CHECKING:
     P = ParamSpec("P")
     R = TypeVar("R")
 
-BUSY_TIMEOUT = 5.0  # seconds SQLite's own busy handler waits per statement
+#: Seconds SQLite's own busy handler waits per statement, before `_retry_busy` runs the
+#: operation again. Short, because Python runs signal handlers only once the statement
+#: returns, and coalesces a signal that came twice meanwhile: over a 5 s wait, a
+#: worker's Ctrl+C took 5 s to be seen, and a second Ctrl+C in that time was lost.
+BUSY_TIMEOUT = 0.5
 BUSY_GIVE_UP = 120.0  # seconds of retrying before StorageBusy reaches the user
 JUMP_TOLERANCE = 1.0  # seconds the wall clock may get ahead of a steady clock unquestioned
 INTERRUPT_CHECK = 0.1  # seconds: how often a wait blocked on inotify looks at `interrupt`
