@@ -664,3 +664,19 @@ def test_the_default_queue_is_made_by_any_command(sq: Queuectl, tmp_path: Path) 
     env = {"QUEUECTL_DB": "", "XDG_DATA_HOME": str(tmp_path / "fresh")}
     assert "pending    0" in sq.run("status", env=env).stdout
     assert (tmp_path / "fresh" / "queuectl" / "queuectl.db").is_file()
+
+
+def test_cancel_takes_several_jobs_all_or_none(qctl: Queuectl) -> None:
+    a, b, c = (qctl.enqueue({"command": "true"}) for _ in range(3))
+    message = assert_error(qctl.run("cancel", a, "no-such-job", b, check=False), 1)
+    assert message == "queuectl: error: no job with id 'no-such-job'; nothing was canceled"
+    assert [qctl.state(j) for j in (a, b, c)] == ["pending"] * 3
+    assert qctl.run("cancel", a, b).stdout == f"Canceled {a}.\nCanceled {b}.\n"
+    message = assert_error(qctl.run("cancel", c, a, check=False), 1)
+    assert f"job {a} is canceled" in message and message.endswith("nothing was canceled")
+    assert qctl.state(c) == "pending"
+    # --json: one job is an object (as before several could be given), several an array.
+    d = qctl.enqueue({"command": "true"})
+    assert [j["id"] for j in qctl.json("cancel", c, d, c)] == [c, d]  # a repeat counts once
+    e = qctl.enqueue({"command": "true"})
+    assert qctl.json("cancel", e)["state"] == "canceled"

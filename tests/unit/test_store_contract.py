@@ -674,6 +674,39 @@ def test_cancel_refuses_other_states(store: Store) -> None:
         store.cancel("nope")
 
 
+def test_cancel_jobs_changes_all_or_none(store: Store) -> None:
+    store.enqueue([new_job("a"), new_job("b"), new_job("run")])
+    claim(store)  # a is running
+    before = store.list_jobs()
+    for refused, error in (("a", WrongState), ("nope", JobNotFound)):
+        with pytest.raises(error, match=refused):
+            store.cancel_jobs(["b", refused, "run"])
+        assert store.list_jobs() == before  # b was canceled, then rolled back
+    jobs = store.cancel_jobs(["b", "run"])
+    assert [(j.id, j.state) for j in jobs] == [("b", JobState.CANCELED), ("run", JobState.CANCELED)]
+    assert [j.state for j in store.list_jobs()] == [
+        JobState.RUNNING,
+        JobState.CANCELED,
+        JobState.CANCELED,
+    ]
+
+
+def test_retry_dead_jobs_changes_all_or_none(store: Store) -> None:
+    _dead(store, "x")
+    _dead(store, "y")
+    store.enqueue([new_job("p")])
+    before = store.list_jobs()
+    for refused, error in (("p", WrongState), ("nope", JobNotFound)):
+        with pytest.raises(error, match=refused):
+            store.retry_dead_jobs(["x", refused, "y"])
+        assert store.list_jobs() == before
+    jobs = store.retry_dead_jobs(["x", "y"])
+    assert [(j.id, j.state, j.attempts) for j in jobs] == [
+        ("x", JobState.PENDING, 0),
+        ("y", JobState.PENDING, 0),
+    ]
+
+
 # -- reading --------------------------------------------------------------------------------
 
 

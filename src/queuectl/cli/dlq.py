@@ -18,7 +18,12 @@ def register(commands: Any) -> None:
     parser.add_argument("--limit", type=int, help="at most this many jobs (default: all)")
     add_json(parser)
     parser = add_command(
-        group, "retry", dlq_retry, "put dead jobs back to pending with attempts reset to 0"
+        group,
+        "retry",
+        dlq_retry,
+        "put dead jobs back to pending with attempts reset to 0",
+        "Put dead jobs back to pending with attempts reset to 0: all the jobs given, or "
+        "none (one that is not dead, or unknown, changes nothing).",
     )
     parser.add_argument("job_ids", metavar="ID", nargs="+")
     add_json(parser)
@@ -40,13 +45,7 @@ def dlq_list(app: AppContext, args: argparse.Namespace) -> None:
 
 
 def dlq_retry(app: AppContext, args: argparse.Namespace) -> None:
-    from queuectl.models import JobState
-
-    service = app.service()
-    for job_id in args.job_ids:  # check all first: an unknown or live id changes nothing
-        if service.get(job_id).state is not JobState.DEAD:
-            service.retry_dead(job_id)  # raises the WrongState error with its message
-    jobs = [service.retry_dead(job_id) for job_id in args.job_ids]
+    jobs = app.service().retry_dead(args.job_ids)
     if args.as_json:
         from queuectl.cli.render import emit_json
 

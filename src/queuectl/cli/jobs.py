@@ -25,11 +25,21 @@ def register(commands: Any) -> None:
     for name, handler, help_text in (
         ("show", show, "show one job in full"),
         ("logs", logs, "print a job's captured output (stdout and stderr, every run)"),
-        ("cancel", cancel, "cancel a pending or failed job so it never runs"),
     ):
         parser = add_command(commands, name, handler, help_text)
         parser.add_argument("job_id", metavar="ID")
         add_json(parser)
+    parser = add_command(
+        commands,
+        "cancel",
+        cancel,
+        "cancel pending or failed jobs so they never run",
+        "Cancel pending or failed jobs so they never run: all the jobs given, or none "
+        "(a running, finished or unknown one changes nothing). With --json, one job "
+        "prints as an object, several as an array.",
+    )
+    parser.add_argument("job_ids", metavar="ID", nargs="+")
+    add_json(parser)
 
 
 def status(app: AppContext, args: argparse.Namespace) -> None:
@@ -100,10 +110,12 @@ def logs(app: AppContext, args: argparse.Namespace) -> None:
 
 
 def cancel(app: AppContext, args: argparse.Namespace) -> None:
-    job = app.service().cancel(args.job_id)
+    jobs = app.service().cancel(args.job_ids)
     if args.as_json:
         from queuectl.cli.render import emit_json
 
-        emit_json(job.to_dict())
+        # One job as an object, as before several could be given; several as an array.
+        emit_json(jobs[0].to_dict() if len(args.job_ids) == 1 else [j.to_dict() for j in jobs])
     else:
-        write(f"Canceled {job.id}.")
+        for job in jobs:
+            write(f"Canceled {job.id}.")

@@ -10,7 +10,7 @@ import builtins
 import json
 import time
 
-from queuectl.errors import InvalidInput, JobNotFound
+from queuectl.errors import InvalidInput, JobNotFound, WrongState
 from queuectl.models import Job, JobState, NewJob, WorkerInfo
 from queuectl.queue import settings as settings_mod
 from queuectl.queue.jobspec import ID_PATTERN, QUEUE_PATTERN, build_jobs, parse_json_object
@@ -20,7 +20,7 @@ from queuectl.storage.base import Store, new_job_row
 
 TYPE_CHECKING = False  # importing `typing` costs start-up time
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Iterator, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
     from typing import Any
 
 STOP_POLL = 0.2  # seconds between checks while `worker stop` waits
@@ -115,11 +115,13 @@ class QueueService:
         path = log_path(self.logs_dir, job_id)
         return JobOutput(data=read_log(path), cut=output_was_cut(path))
 
-    def retry_dead(self, job_id: str) -> Job:
-        return self.store.retry_dead(_lookup_id(job_id))
+    def retry_dead(self, job_ids: Sequence[str]) -> builtins.list[Job]:
+        """Dead jobs back to pending, all or none (an id given twice counts once)."""
+        return _all_or_none(self.store.retry_dead_jobs, job_ids, "retried")
 
-    def cancel(self, job_id: str) -> Job:
-        return self.store.cancel(_lookup_id(job_id))
+    def cancel(self, job_ids: Sequence[str]) -> builtins.list[Job]:
+        """Pending or failed jobs canceled, all or none (an id given twice counts once)."""
+        return _all_or_none(self.store.cancel_jobs, job_ids, "canceled")
 
     def status(self) -> Status:
         return Status(
@@ -253,6 +255,18 @@ class QueueService:
 
         self.store.update_config(change)
         return name, self.settings().to_dict()[name]
+
+
+def _all_or_none(
+    change: Callable[[Sequence[str]], builtins.list[Job]], job_ids: Sequence[str], done: str
+) -> builtins.list[Job]:
+    ids = list(dict.fromkeys(_lookup_id(job_id) for job_id in job_ids))
+    try:
+        return change(ids)
+    except (JobNotFound, WrongState) as exc:
+        if len(ids) == 1:
+            raise
+        raise type(exc)(f"{exc.message}; nothing was {done}") from None
 
 
 def _lookup_id(job_id: str) -> str:

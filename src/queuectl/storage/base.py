@@ -17,6 +17,7 @@ import abc
 import time
 from collections.abc import Callable, Sequence
 
+from queuectl.errors import WrongState
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
 
 TYPE_CHECKING = False  # importing `typing` costs start-up time
@@ -126,14 +127,26 @@ class Store(abc.ABC):
         """Number of jobs in each state (states with none may be missing)."""
 
     @abc.abstractmethod
+    def retry_dead_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """Put `dead` jobs back to `pending`, runnable now, with `attempts` and
+        `recoveries` reset to 0: all of them in one transaction, or none. Raises
+        `JobNotFound`, or `WrongState` (see `refused_retry`), for the first job that
+        cannot be retried, having changed nothing."""
+
     def retry_dead(self, job_id: str) -> Job:
-        """Put a `dead` job back to `pending`, runnable now, with `attempts` and
-        `recoveries` reset to 0. Raises `JobNotFound`, or `WrongState` when not dead."""
+        """`retry_dead_jobs` for one job."""
+        return self.retry_dead_jobs([job_id])[0]
 
     @abc.abstractmethod
+    def cancel_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """Mark `pending` or `failed` jobs `canceled` so they never run: all of them
+        in one transaction, or none. Raises `JobNotFound`, or `WrongState` (see
+        `refused_cancel`), for the first job that cannot be canceled, having changed
+        nothing."""
+
     def cancel(self, job_id: str) -> Job:
-        """Mark a `pending` or `failed` job `canceled` so it never runs.
-        Raises `JobNotFound`, or `WrongState` for a job in any other state."""
+        """`cancel_jobs` for one job."""
+        return self.cancel_jobs([job_id])[0]
 
     @abc.abstractmethod
     def next_due_at(self, queues: Sequence[str]) -> float | None:
@@ -330,3 +343,15 @@ def new_job_row(job: NewJob, now: float) -> Job:
         runs=0,
         recoveries=0,
     )
+
+
+def refused_cancel(job: Job) -> WrongState:
+    """Why `job` cannot be canceled (by either store)."""
+    return WrongState(
+        f"job {job.id} is {job.state.value}; only pending or failed jobs can be canceled"
+    )
+
+
+def refused_retry(job: Job) -> WrongState:
+    """Why `job` cannot be retried from the DLQ (by either store)."""
+    return WrongState(f"job {job.id} is {job.state.value}, not dead; only dead jobs can be retried")

@@ -38,7 +38,7 @@ from queuectl.errors import (
 )
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
 from queuectl.paths import redact_url
-from queuectl.storage.base import Store, import_row
+from queuectl.storage.base import Store, import_row, refused_cancel, refused_retry
 from queuectl.storage.sqlfile import load_queries, migration_scripts
 
 Q = load_queries("postgres.sql")
@@ -577,27 +577,41 @@ class PostgresStore(Store):
             rows = conn.execute(Q["count_by_state"]).fetchall()
         return {JobState(r["state"]): int(r["n"]) for r in rows}
 
-    def retry_dead(self, job_id: str) -> Job:
-        with self._tx() as conn:
-            row = conn.execute(Q["retry_dead_job"], {"id": job_id}).fetchone()
-            if row is not None:
-                self._notify(conn)
-        if row is None:
-            job = self.get_job(job_id)
-            raise WrongState(
-                f"job {job_id} is {job.state.value}, not dead; only dead jobs can be retried"
-            )
-        return Job.from_row(row)
+    def retry_dead_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        # Workers waiting for jobs are woken: these are runnable now.
+        return self._change_each(job_ids, "retry_dead_job", refused_retry, notify=True)
 
-    def cancel(self, job_id: str) -> Job:
-        with self._tx(one_statement=True) as conn:
-            row = conn.execute(Q["cancel_job"], {"id": job_id}).fetchone()
-        if row is None:
-            job = self.get_job(job_id)
-            raise WrongState(
-                f"job {job_id} is {job.state.value}; only pending or failed jobs can be canceled"
-            )
-        return Job.from_row(row)
+    def cancel_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        return self._change_each(job_ids, "cancel_job", refused_cancel, notify=False)
+
+    def _change_each(
+        self,
+        job_ids: Sequence[str],
+        query: str,
+        refusal: Callable[[Job], WrongState],
+        *,
+        notify: bool,
+    ) -> list[Job]:
+        """Run `query` (an UPDATE ... RETURNING that matches only a job in the right
+        state) for each job, in one transaction; a job it does not match is refused
+        (JobNotFound or `refusal`), and the transaction rolls back."""
+        rows: list[Any] = []
+        refused: str | None = None
+        try:
+            with self._tx() as conn:
+                for job_id in job_ids:
+                    row = conn.execute(Q[query], {"id": job_id}).fetchone()
+                    if row is None:
+                        refused = job_id
+                        raise _RollBack
+                    rows.append(row)
+                if notify:
+                    self._notify(conn)
+        except _RollBack:
+            assert refused is not None
+            # Read after the rollback: the connection serves one transaction at a time.
+            raise refusal(self.get_job(refused)) from None
+        return [Job.from_row(row) for row in rows]
 
     def next_due_at(self, queues: Sequence[str]) -> float | None:
         with self._tx(one_statement=True) as conn:
@@ -739,3 +753,7 @@ def _duplicate(ids: Sequence[str], store: PostgresStore, outcome: str) -> Duplic
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
+
+
+class _RollBack(Exception):
+    """Raised inside a transaction to roll it back (psycopg rolls back on any exception)."""

@@ -29,7 +29,7 @@ from queuectl.errors import (
 )
 from queuectl.models import Heartbeat, Job, JobState, NewJob, RecoveredJob, WorkerInfo
 from queuectl.paths import make_private_dir
-from queuectl.storage.base import Store, import_row
+from queuectl.storage.base import Store, import_row, refused_cancel, refused_retry
 from queuectl.storage.sqlfile import load_queries, migration_scripts
 
 TYPE_CHECKING = False  # `typing` costs start-up time; only the type checker needs it
@@ -485,26 +485,28 @@ class SQLiteStore(Store):
         return {state: n for state, n in counts.items() if n}  # as GROUP BY would
 
     @_retry_busy
-    def retry_dead(self, job_id: str) -> Job:
-        with self._write() as conn:
-            row = conn.execute(Q["retry_dead_job"], {"id": job_id, "now": self._clock()}).fetchone()
-        if row is None:
-            job = self.get_job(job_id)
-            raise WrongState(
-                f"job {job_id} is {job.state.value}, not dead; only dead jobs can be retried"
-            )
-        return Job.from_row(row)
+    def retry_dead_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        return self._change_each(job_ids, "retry_dead_job", refused_retry)
 
     @_retry_busy
-    def cancel(self, job_id: str) -> Job:
+    def cancel_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        return self._change_each(job_ids, "cancel_job", refused_cancel)
+
+    def _change_each(
+        self, job_ids: Sequence[str], query: str, refusal: Callable[[Job], WrongState]
+    ) -> list[Job]:
+        """Run `query` (an UPDATE ... RETURNING that matches only a job in the right
+        state) for each job, in one transaction; a job it does not match is refused
+        (JobNotFound or `refusal`), and the transaction rolls back."""
+        rows = []
         with self._write() as conn:
-            row = conn.execute(Q["cancel_job"], {"id": job_id, "now": self._clock()}).fetchone()
-        if row is None:
-            job = self.get_job(job_id)
-            raise WrongState(
-                f"job {job_id} is {job.state.value}; only pending or failed jobs can be canceled"
-            )
-        return Job.from_row(row)
+            now = self._clock()
+            for job_id in job_ids:
+                row = conn.execute(Q[query], {"id": job_id, "now": now}).fetchone()
+                if row is None:
+                    raise refusal(self.get_job(job_id))  # read inside the transaction
+                rows.append(row)
+        return [Job.from_row(row) for row in rows]
 
     @_retry_busy
     def next_due_at(self, queues: Sequence[str]) -> float | None:
