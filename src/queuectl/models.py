@@ -38,6 +38,8 @@ class JobState(StrEnum):
 
 #: States a worker may claim from, once `next_attempt_at` has come.
 CLAIMABLE_STATES = (JobState.PENDING, JobState.FAILED)
+#: States a job leaves only when someone acts on it (`dlq retry`): it will not run again.
+ENDED_STATES = (JobState.COMPLETED, JobState.DEAD, JobState.CANCELED)
 
 
 class NewJob(Record):

@@ -11,6 +11,7 @@ import itertools
 import json
 import os
 import re
+import select
 import shlex
 import signal
 import socket
@@ -762,3 +763,36 @@ def test_worker_list_shows_the_running_worker_and_its_job(qctl: Queuectl, tmp_pa
     )
     stop(worker)
     assert qctl.json("worker", "list") == []
+
+
+def test_logs_follow_prints_every_run_as_it_comes_until_the_job_ends(
+    qctl: Queuectl, tmp_path: Path
+) -> None:
+    qctl.run("config", "set", "backoff_base", "1.1")
+    gate, failed_once = tmp_path / "gate", tmp_path / "failed-once"
+    command = gate_command(
+        gate, f"echo begun; [ -e {q(failed_once)} ] || {{ touch {q(failed_once)}; exit 3; }}"
+    )
+    job_id = qctl.enqueue({"command": command + "; echo second run done"})
+    follower = popen_queuectl(qctl, "logs", "--follow", job_id)  # the job has not run yet
+    worker = qctl.start_worker("--count", "1")
+    qctl.wait_state(job_id, "running")
+    assert follower.poll() is None  # waiting for output, not ended by the lack of it
+    gate.touch()
+    out, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0, err
+    assert out.count("=== run ") == 2 and out.count("begun\n") == 2, out
+    assert out.endswith("second run done\n"), out
+    assert err == f"queuectl: job {job_id} completed\n"
+    # Ctrl+C stops the following, not the job, and is no error.
+    long_job = qctl.enqueue({"command": "echo waiting; sleep 300"})
+    qctl.wait_state(long_job, "running")
+    follower = popen_queuectl(qctl, "logs", "-f", long_job)
+    assert follower.stdout is not None
+    readable, _, _ = select.select([follower.stdout], [], [], 20)
+    assert readable and follower.stdout.readline().startswith("=== run 1 ")  # following
+    follower.send_signal(signal.SIGINT)
+    _, err = follower.communicate(timeout=10)
+    assert follower.returncode == 0 and "Traceback" not in err and "error" not in err, err
+    assert qctl.state(long_job) == "running"
+    worker.kill()  # (its watchdog ends the job)

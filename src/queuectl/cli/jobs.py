@@ -29,6 +29,14 @@ def register(commands: Any) -> None:
         parser = add_command(commands, name, handler, help_text)
         parser.add_argument("job_id", metavar="ID")
         add_json(parser)
+        if name == "logs":
+            parser.add_argument(
+                "--follow",
+                "-f",
+                action="store_true",
+                help="keep printing output as the job writes it, until it has completed, "
+                "is dead or canceled (retries included); Ctrl+C stops following, not the job",
+            )
     parser = add_command(
         commands,
         "cancel",
@@ -86,8 +94,13 @@ def show(app: AppContext, args: argparse.Namespace) -> None:
 
 
 def logs(app: AppContext, args: argparse.Namespace) -> None:
-    from queuectl.queue.joblog import LOG_MAX_BYTES
+    if args.follow:
+        if args.as_json:
+            from queuectl.errors import InvalidInput
 
+            raise InvalidInput("logs --follow prints output as it comes, so it takes no --json")
+        follow_logs(app, args.job_id)
+        return
     output = app.service().logs(args.job_id)
     if args.as_json:
         from queuectl.cli.render import emit_json
@@ -97,16 +110,52 @@ def logs(app: AppContext, args: argparse.Namespace) -> None:
         return
     # Notes go to stderr: stdout stays exactly the kept output, for pipes.
     if output.cut:
-        kept = f"{LOG_MAX_BYTES // 1024 // 1024} to {2 * LOG_MAX_BYTES // 1024 // 1024} MiB"
-        sys.stderr.write(
-            f"queuectl: the start of job {args.job_id}'s output was dropped "
-            f"(a job's log keeps its last {kept})\n"
-        )
+        _say_output_was_cut(args.job_id)
     if output.data:
         sys.stdout.buffer.write(output.data)
         sys.stdout.flush()
     else:
         sys.stderr.write(f"queuectl: job {args.job_id} has no output (yet)\n")
+
+
+def _say_output_was_cut(job_id: str) -> None:
+    from queuectl.queue.joblog import LOG_MAX_BYTES
+
+    kept = f"{LOG_MAX_BYTES // 1024 // 1024} to {2 * LOG_MAX_BYTES // 1024 // 1024} MiB"
+    sys.stderr.write(
+        f"queuectl: the start of job {job_id}'s output was dropped "
+        f"(a job's log keeps its last {kept})\n"
+    )
+
+
+def follow_logs(app: AppContext, job_id: str) -> None:
+    """`logs --follow`: the output as it comes, then how the job ended (on stderr)."""
+    from queuectl.models import JobState
+
+    service = app.service()
+    stdout = sys.stdout.buffer
+    said_cut = False
+
+    def write(data: bytes) -> None:
+        nonlocal said_cut
+        if not said_cut:  # before the first output: the log may have been cut since
+            said_cut = True
+            if service.logs_cut(job_id):
+                _say_output_was_cut(job_id)
+        stdout.write(data)
+        stdout.flush()
+
+    try:
+        job = service.follow_logs(job_id, write)
+    except KeyboardInterrupt:  # the way to stop following: not an error, and the job goes on
+        sys.stderr.write("\n")
+        return
+    if job.state is JobState.COMPLETED:
+        sys.stderr.write(f"queuectl: job {job.id} completed\n")
+    elif job.state is JobState.DEAD:
+        sys.stderr.write(f"queuectl: job {job.id} is dead (in the DLQ): {job.last_error}\n")
+    else:
+        sys.stderr.write(f"queuectl: job {job.id} was canceled\n")
 
 
 def cancel(app: AppContext, args: argparse.Namespace) -> None:

@@ -112,3 +112,66 @@ def read_log(path: str | PathLike[str]) -> bytes:
 def output_was_cut(path: str | PathLike[str]) -> bool:
     """Whether the start of the job's output was dropped to keep its log bounded."""
     return os.path.exists(os.fspath(path) + ".cut")
+
+
+class LogFollower:
+    """Reads a job's log as it grows, across rotations (`logs --follow`).
+
+    The first `read_new()` returns all the output kept (the rotated part, then the
+    current file); each later one what was appended since. A rotation (the file
+    renamed to `.log.1`, a new one begun) is seen by the path naming another file
+    than the one held open: that one is read to its end, then the new one from its
+    start. Output that two rotations in a row replaced before it was read is
+    dropped, as it is from the log.
+    """
+
+    def __init__(self, path: str | PathLike[str]) -> None:
+        self.path = os.fspath(path)
+        self._fd = -1
+        self._started = False
+
+    def read_new(self) -> bytes:
+        if not self._started:
+            self._started = True
+            self._fd = _open_or_none(self.path)
+            # The rotated part by path, the current file through the descriptor.
+            older = _open_or_none(self.path + ".1")
+            parts = [_read_to_end(older)] if older >= 0 else []
+            if older >= 0:
+                os.close(older)
+            return b"".join([*parts, self._read_held()])
+        parts = [self._read_held()]
+        try:
+            current = os.stat(self.path)
+        except FileNotFoundError:
+            return parts[0]
+        held = os.fstat(self._fd) if self._fd >= 0 else None
+        if held is None or (held.st_dev, held.st_ino) != (current.st_dev, current.st_ino):
+            parts.append(self._read_held())  # what was written before the rename
+            self.close()
+            self._fd = _open_or_none(self.path)
+            parts.append(self._read_held())
+        return b"".join(parts)
+
+    def _read_held(self) -> bytes:
+        return _read_to_end(self._fd) if self._fd >= 0 else b""
+
+    def close(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def _open_or_none(path: str) -> int:
+    """A descriptor to read `path`, or -1 when it does not exist (yet)."""
+    try:
+        return os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return -1
+
+
+def _read_to_end(fd: int) -> bytes:
+    chunks = []
+    while chunk := os.read(fd, 65536):
+        chunks.append(chunk)
+    return b"".join(chunks)

@@ -11,7 +11,7 @@ import json
 import time
 
 from queuectl.errors import InvalidInput, JobNotFound, WrongState
-from queuectl.models import Job, JobState, NewJob, WorkerInfo
+from queuectl.models import ENDED_STATES, Job, JobState, NewJob, WorkerInfo
 from queuectl.queue import settings as settings_mod
 from queuectl.queue.jobspec import ID_PATTERN, QUEUE_PATTERN, build_jobs, parse_json_object
 from queuectl.queue.settings import Settings
@@ -24,6 +24,7 @@ if TYPE_CHECKING:
     from typing import Any
 
 STOP_POLL = 0.2  # seconds between checks while `worker stop` waits
+FOLLOW_POLL = 0.2  # seconds between looks at a followed job's log and state
 MAX_LIMIT = 2**63 - 1  # the largest integer either database takes
 
 
@@ -114,6 +115,38 @@ class QueueService:
         self.store.get_job(_lookup_id(job_id))  # JobNotFound for unknown ids
         path = log_path(self.logs_dir, job_id)
         return JobOutput(data=read_log(path), cut=output_was_cut(path))
+
+    def logs_cut(self, job_id: str) -> bool:
+        """Whether the start of the job's output was dropped to keep its log bounded."""
+        from queuectl.queue.joblog import log_path, output_was_cut
+
+        return output_was_cut(log_path(self.logs_dir, job_id))
+
+    def follow_logs(
+        self, job_id: str, write: Callable[[bytes], None], *, poll: float = FOLLOW_POLL
+    ) -> Job:
+        """Pass the job's output to `write` as it is logged, from the start of what is
+        kept, until the job has ended for good (completed, dead or canceled): a job
+        waiting for its retry is followed into its next run. Returns the job as it
+        ended."""
+        from queuectl.queue.joblog import LogFollower, log_path
+
+        job = self.store.get_job(_lookup_id(job_id))
+        follower = LogFollower(log_path(self.logs_dir, job.id))
+        try:
+            while True:
+                # A run's output is all in the log before its outcome is recorded, so
+                # a read after the state was seen ended misses nothing.
+                ended = job.state in ENDED_STATES
+                data = follower.read_new()
+                if data:
+                    write(data)
+                if ended:
+                    return job
+                time.sleep(poll)
+                job = self.store.get_job(job.id)
+        finally:
+            follower.close()
 
     def retry_dead(self, job_ids: Sequence[str]) -> builtins.list[Job]:
         """Dead jobs back to pending, all or none (an id given twice counts once)."""
