@@ -410,7 +410,11 @@ class StoreMachine(RuleBasedStateMachine):
 
 
 def run_machine(
-    opener: StoreOpener, examples: int, steps: int, phases: Sequence[Phase] = tuple(Phase)
+    opener: StoreOpener,
+    examples: int,
+    steps: int,
+    phases: Sequence[Phase] = tuple(Phase),
+    derandomize: bool = False,
 ) -> None:
     machine = type("Machine", (StoreMachine,), {"opener": staticmethod(opener)})
     run_state_machine_as_test(
@@ -422,6 +426,7 @@ def run_machine(
             database=None,
             suppress_health_check=[HealthCheck.too_slow],
             phases=phases,
+            derandomize=derandomize,
         ),
     )
 
@@ -494,8 +499,11 @@ def test_the_model_notices_a_wrong_store(tmp_path: Path) -> None:
     def opener(clock: FakeClock) -> Store:
         return MiscountsFailures(tmp_path / f"bad-{next(counter)}.db", clock=clock, durable=False)
 
-    # Every accepted failure exposes this bug, so any reasonable run of the machine
-    # catches it (unlike a fencing bug, which needs a stale run to be replayed).
-    # Finding it is the point; shrinking it to a minimal example only costs time.
+    # Every accepted failure exposes this bug (unlike a fencing bug, which needs a
+    # stale run to be replayed), but a random run of 100 examples missed it about one
+    # time in 15: none of its `fail` calls named a run that still held its job. So the
+    # examples are derandomized (the same ones every time) and more of them are
+    # allowed; the run stops at the first that exposes the bug. Finding it is the
+    # point; shrinking it to a minimal example only costs time.
     with pytest.raises((AssertionError, ExceptionGroup)):
-        run_machine(opener, examples=100, steps=30, phases=(Phase.generate,))
+        run_machine(opener, examples=300, steps=30, phases=(Phase.generate,), derandomize=True)
