@@ -133,9 +133,11 @@ class LogFollower:
     def read_new(self) -> bytes:
         if not self._started:
             self._started = True
-            self._fd = _open_or_none(self.path)
-            # The rotated part by path, the current file through the descriptor.
+            # The rotated part first: a rotation between the two opens then loses the
+            # file rotated away (as the log's bound would), where the other order
+            # would show it twice.
             older = _open_or_none(self.path + ".1")
+            self._fd = _open_or_none(self.path)
             parts = [_read_to_end(older)] if older >= 0 else []
             if older >= 0:
                 os.close(older)
