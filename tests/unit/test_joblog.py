@@ -40,3 +40,53 @@ def test_a_follower_started_late_begins_with_what_the_log_kept(tmp_path: Path) -
     assert follower.read_new() == b""
     log.close()
     follower.close()
+
+
+def _lines(first: int, count: int) -> bytes:
+    return b"".join(f"{i:08d}\n".encode() for i in range(first, first + count))
+
+
+def test_a_follower_that_began_before_the_log_misses_no_rotation(tmp_path: Path) -> None:
+    # Found by an audit: the follower began while the job had printed nothing, and
+    # the whole first file of the log (rotated away before the next read) was lost.
+    path = tmp_path / "job.log"
+    follower = LogFollower(path)
+    assert follower.read_new() == b""
+    log = JobLog(path, "=== run 1 ===\n", max_bytes=1000)
+    for first in range(0, 150, 10):  # 1,350 bytes: one rotation before the next read
+        log.write(_lines(first, 10))
+    assert follower.read_new() == b"=== run 1 ===\n" + _lines(0, 150)
+    assert not follower.may_have_skipped
+    log.close()
+    follower.close()
+
+
+def test_two_rotations_between_reads_lose_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "job.log"
+    log = JobLog(path, "=== run 1 ===\n", max_bytes=1000)
+    log.write(_lines(0, 10))
+    follower = LogFollower(path)
+    assert follower.read_new() == b"=== run 1 ===\n" + _lines(0, 10)
+    for first in range(10, 300, 10):  # about 2,600 bytes: two rotations
+        log.write(_lines(first, 10))
+    assert follower.read_new() == _lines(10, 290)
+    assert follower.may_have_skipped  # (two rotations cannot be told from three)
+    log.close()
+    follower.close()
+
+
+def test_more_rotations_between_reads_skip_output_but_never_repeat_it(tmp_path: Path) -> None:
+    path = tmp_path / "job.log"
+    log = JobLog(path, "", max_bytes=1000)
+    log.write(_lines(0, 10))
+    follower = LogFollower(path)
+    shown = follower.read_new()
+    for first in range(10, 600, 10):  # about 5,300 bytes: five rotations
+        log.write(_lines(first, 10))
+    shown += follower.read_new()
+    numbers = [int(line) for line in shown.split()]
+    assert numbers == sorted(set(numbers))  # in order, none twice
+    assert numbers[:10] == list(range(10)) and numbers[-1] == 599
+    assert follower.may_have_skipped
+    log.close()
+    follower.close()

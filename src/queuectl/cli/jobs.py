@@ -145,8 +145,14 @@ def follow_logs(app: AppContext, job_id: str) -> None:
         stdout.write(data)
         stdout.flush()
 
+    def gap() -> None:
+        sys.stderr.write(
+            f"queuectl: job {job_id} printed faster than it could be followed: some of "
+            "its output may be missing here, as from its log (which keeps 1 to 2 MiB)\n"
+        )
+
     try:
-        job = service.follow_logs(job_id, write)
+        job = service.follow_logs(job_id, write, gap)
     except KeyboardInterrupt:  # the way to stop following: not an error, and the job goes on
         sys.stderr.write("\n")
         return

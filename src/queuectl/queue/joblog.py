@@ -118,40 +118,48 @@ class LogFollower:
     """Reads a job's log as it grows, across rotations (`logs --follow`).
 
     The first `read_new()` returns all the output kept (the rotated part, then the
-    current file); each later one what was appended since. A rotation (the file
-    renamed to `.log.1`, a new one begun) is seen by the path naming another file
-    than the one held open: that one is read to its end, then the new one from its
-    start. Output that two rotations in a row replaced before it was read is
-    dropped, as it is from the log.
+    current file); each later one what was appended since. The follower holds the
+    file it reads open. When the path names another file, the log has rotated
+    once or more since the last read: the held file is read to its end, then
+    `.log.1` unless it is the held file (one rotation) or the new one (a rotation
+    while looking), then the new file from its start. Files are told apart only
+    while they are open, so a reused inode number cannot confuse them. A log that
+    rotates three times between two reads (3 MiB or more) has replaced a file the
+    follower never saw: that output is skipped, as the log itself dropped it.
+    Two rotations cannot be told from three, so `may_have_skipped` is set when
+    the held file was replaced at all (no name left: at least two rotations).
     """
 
     def __init__(self, path: str | PathLike[str]) -> None:
         self.path = os.fspath(path)
         self._fd = -1
-        self._started = False
+        self.may_have_skipped = False
 
     def read_new(self) -> bytes:
-        if not self._started:
-            self._started = True
-            # The rotated part first: a rotation between the two opens then loses the
-            # file rotated away (as the log's bound would), where the other order
-            # would show it twice.
-            older = _open_or_none(self.path + ".1")
-            self._fd = _open_or_none(self.path)
-            parts = [_read_to_end(older)] if older >= 0 else []
-            if older >= 0:
-                os.close(older)
-            return b"".join([*parts, self._read_held()])
         parts = [self._read_held()]
-        try:
-            current = os.stat(self.path)
-        except FileNotFoundError:
-            return parts[0]
-        held = os.fstat(self._fd) if self._fd >= 0 else None
-        if held is None or (held.st_dev, held.st_ino) != (current.st_dev, current.st_ino):
-            parts.append(self._read_held())  # what was written before the rename
+        for _ in range(3):  # the log may rotate again while this looks: look again
+            try:
+                current = os.stat(self.path)
+            except FileNotFoundError:
+                break
+            held = os.fstat(self._fd) if self._fd >= 0 else None
+            if held is not None and _same_file(held, current):
+                break
+            parts.append(self._read_held())  # what was written to it before the rename
+            if held is not None and held.st_nlink == 0:
+                self.may_have_skipped = True
+            # The new file first: should the log rotate between the two opens, `.1`
+            # is then that same file, read once through the new descriptor.
+            new_fd = _open_or_none(self.path)
+            older = _open_or_none(self.path + ".1")
+            if older >= 0:
+                rotated = os.fstat(older)
+                seen = held is not None and _same_file(rotated, held)
+                if not seen and not (new_fd >= 0 and _same_file(rotated, os.fstat(new_fd))):
+                    parts.append(_read_to_end(older))
+                os.close(older)
             self.close()
-            self._fd = _open_or_none(self.path)
+            self._fd = new_fd
             parts.append(self._read_held())
         return b"".join(parts)
 
@@ -162,6 +170,10 @@ class LogFollower:
         if self._fd >= 0:
             os.close(self._fd)
             self._fd = -1
+
+
+def _same_file(a: os.stat_result, b: os.stat_result) -> bool:
+    return (a.st_dev, a.st_ino) == (b.st_dev, b.st_ino)
 
 
 def _open_or_none(path: str) -> int:

@@ -123,27 +123,38 @@ class QueueService:
         return output_was_cut(log_path(self.logs_dir, job_id))
 
     def follow_logs(
-        self, job_id: str, write: Callable[[bytes], None], *, poll: float = FOLLOW_POLL
+        self,
+        job_id: str,
+        write: Callable[[bytes], None],
+        on_gap: Callable[[], None],
+        *,
+        poll: float = FOLLOW_POLL,
     ) -> Job:
         """Pass the job's output to `write` as it is logged, from the start of what is
         kept, until the job has ended for good (completed, dead or canceled): a job
-        waiting for its retry is followed into its next run. Returns the job as it
-        ended."""
+        waiting for its retry is followed into its next run. `on_gap` is called once
+        if output came so fast that part of it may have been skipped (see
+        `LogFollower`). Returns the job as it ended."""
         from queuectl.queue.joblog import LogFollower, log_path
 
         job = self.store.get_job(_lookup_id(job_id))
         follower = LogFollower(log_path(self.logs_dir, job.id))
+        gap_said = False
         try:
             while True:
                 # A run's output is all in the log before its outcome is recorded, so
                 # a read after the state was seen ended misses nothing.
                 ended = job.state in ENDED_STATES
                 data = follower.read_new()
+                if follower.may_have_skipped and not gap_said:
+                    gap_said = True
+                    on_gap()
                 if data:
                     write(data)
                 if ended:
                     return job
-                time.sleep(poll)
+                if not data:  # while output flows, read on: a log rotates every MiB
+                    time.sleep(poll)
                 job = self.store.get_job(job.id)
         finally:
             follower.close()
