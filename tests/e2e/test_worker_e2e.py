@@ -296,6 +296,28 @@ def test_a_worker_stuck_on_the_database_stops_on_a_second_signal(
     stop(rescuer)
 
 
+def catches(pid: int, sig: int) -> bool:
+    """Whether process `pid` has a handler installed for `sig` (/proc: SigCgt)."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    caught = int(next(line for line in status.splitlines() if line.startswith("SigCgt:"))[7:], 16)
+    return bool(caught & (1 << (sig - 1)))
+
+
+def test_two_quick_signals_stop_a_worker_stuck_from_its_start(qctl: Queuectl) -> None:
+    """Found by an audit: two Ctrl+C within the 2 s before the loop counts as stuck
+    were each found "not stuck yet", and nothing acted on them later."""
+    with write_lock_held(qctl):
+        worker = qctl.start_worker("--count", "1", wait=False)  # its start waits on the lock
+        wait_for(lambda: catches(worker.pid, signal.SIGALRM), message="its signal handlers")
+        worker.signal(signal.SIGINT)
+        # Two presses, apart: Python runs a handler once for a signal that came twice
+        # while it waited in C code (SQLite's busy handler waits 0.5 s at a time).
+        time.sleep(0.7)
+        worker.signal(signal.SIGINT)
+        assert worker.wait(timeout=15) == 1
+        assert "stopping now without the database" in worker.stderr(), worker.stderr()
+
+
 def test_a_shortened_lease_reaches_a_busy_worker_at_once(qctl: Queuectl, tmp_path: Path) -> None:
     """`config set` shortens the lease and the heartbeat while a worker runs a long
     job. The worker used to sleep out its old interval (here 40 s) before it heard,

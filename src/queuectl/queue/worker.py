@@ -182,6 +182,7 @@ class Worker:
         self._forced = False
         self._progress_at = time.monotonic()  # when the loop last began an iteration
         self._abandoning = False
+        self._stuck_said = False  # the first signal's answer while stuck was given
         self._started = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -209,6 +210,7 @@ class Worker:
                 self.step()
         finally:
             self.shutdown()
+            signal.setitimer(signal.ITIMER_REAL, 0)  # a look still due (see _check_stuck)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
         return 0
@@ -733,6 +735,7 @@ class Worker:
             if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
                 continue
             previous[sig] = signal.signal(sig, self._on_signal)
+        previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
         return previous
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
@@ -740,9 +743,23 @@ class Worker:
         # deadlock against the loop holding it, and a plain int update needs no lock.
         self._flags.signals += 1
         self._wake()
+        self._check_stuck(look_again=True)
+
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        self._check_stuck(look_again=False)
+
+    def _check_stuck(self, *, look_again: bool) -> None:
+        """After a signal: act on it here if the loop is stuck; if it is not (yet),
+        look again (SIGALRM) once it would count as stuck. Two quick Ctrl+C just as
+        the loop got stuck would otherwise both find it not stuck yet, and nothing
+        would act on them. A loop that began an iteration since acted on them itself."""
+        if self._abandoning:
+            return
         stuck = time.monotonic() - self._progress_at
-        if stuck >= STUCK_AFTER and not self._abandoning:
+        if stuck >= STUCK_AFTER:
             self._signal_while_stuck(stuck)
+        elif look_again:
+            signal.setitimer(signal.ITIMER_REAL, STUCK_AFTER - stuck + 0.05)
 
     def _signal_while_stuck(self, stuck: float) -> None:
         """Act on a signal that found the loop stuck, here in the handler.
@@ -756,10 +773,13 @@ class Worker:
         another worker (or the next `worker start`) once their leases run out.
         """
         if self._flags.signals < 2:
-            self._event(
-                f"stopping once the database answers (it has not for {format_seconds(stuck)}); "
-                "running jobs go on (Ctrl+C again to stop now without it)"
-            )
+            if not self._stuck_said:
+                self._stuck_said = True
+                going_on = "; running jobs go on" if self._running else ""
+                self._event(
+                    "stopping once the database answers (it has not for "
+                    f"{format_seconds(stuck)}){going_on} (Ctrl+C again to stop now without it)"
+                )
             return
         self._abandoning = True
         ended = self.executor.end_all_now()
