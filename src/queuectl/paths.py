@@ -36,7 +36,10 @@ def resolve_db(option: str | None) -> str:
 
     if option is not None and not option.strip():
         raise InvalidInput("--db: give a SQLite file path or a postgresql:// URL")
-    target = option or os.environ.get(DB_ENV) or os.path.join(data_dir(), DB_FILENAME)
+    from_env = os.environ.get(DB_ENV)
+    if from_env and not from_env.strip():  # spaces only: a mistake, like an empty --db
+        raise InvalidInput(f"${DB_ENV}: give a SQLite file path or a postgresql:// URL")
+    target = option or from_env or os.path.join(data_dir(), DB_FILENAME)
     scheme = _URL_SCHEME.match(target)
     if scheme is None:
         return target

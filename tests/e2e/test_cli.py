@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import shlex
 import signal
@@ -679,4 +680,45 @@ def test_cancel_takes_several_jobs_all_or_none(qctl: Queuectl) -> None:
     d = qctl.enqueue({"command": "true"})
     assert [j["id"] for j in qctl.json("cancel", c, d, c)] == [c, d]  # a repeat counts once
     e = qctl.enqueue({"command": "true"})
-    assert qctl.json("cancel", e)["state"] == "canceled"
+    assert qctl.json("cancel", e, e)["state"] == "canceled"  # one job: an object
+    f = qctl.enqueue({"command": "true"})
+    message = assert_error(qctl.run("cancel", f, "\udcff", check=False), 1)  # bytes 0xff
+    assert message.endswith("nothing was canceled") and qctl.state(f) == "pending", message
+
+
+def test_closed_standard_streams_are_no_internal_error(sq: Queuectl) -> None:
+    # Found by an audit: `queuectl status >&-` failed as "internal error:
+    # AttributeError" (Python leaves sys.stdout None when descriptor 1 is closed).
+    job_id = sq.enqueue({"command": "echo printed into nowhere"})
+
+    def close_stdout() -> None:
+        os.close(1)
+
+    def without_stdout(*args: str) -> int:
+        return subprocess.run(
+            [sq.exe, *args], env=sq.env, preexec_fn=close_stdout, check=False, timeout=60
+        ).returncode
+
+    for args in (["status"], ["list", "--json"], ["show", job_id]):
+        assert without_stdout(*args) == 0, args
+    assert without_stdout("show", "no-such-job") == 1
+    # A worker whose stdout is closed runs its jobs; their output goes only to the logs.
+    worker = subprocess.Popen(
+        [sq.exe, "worker", "start", "--count", "1"],
+        env=sq.env,
+        stdin=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        preexec_fn=close_stdout,
+    )
+    try:
+        sq.wait_state(job_id, "completed")
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    assert sq.run("logs", job_id).stdout.endswith("printed into nowhere\n")
+    assert sq.run("status").returncode == 0  # the database is intact
+
+
+def test_a_queuectl_db_of_spaces_is_refused(sq: Queuectl) -> None:
+    result = sq.run("status", check=False, env={"QUEUECTL_DB": "  "})
+    assert "$QUEUECTL_DB" in assert_error(result, 2)

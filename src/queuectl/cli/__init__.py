@@ -28,6 +28,8 @@ def main(argv: list[str] | None = None) -> None:
     """Run the CLI and exit with its documented exit code."""
     from queuectl.cli.context import AppContext
 
+    if sys.stdin is None or sys.stdout is None or sys.stderr is None:
+        _reopen_closed_standard_streams()
     try:
         args = _plain_enqueue(sys.argv[1:] if argv is None else argv) or _parse(argv)
         app = AppContext(args.db)
@@ -56,6 +58,20 @@ def main(argv: list[str] | None = None) -> None:
             raise
         _fail(f"internal error: {type(exc).__name__}: {exc} (QUEUECTL_DEBUG=1 shows details)", 1)
     sys.exit(result if isinstance(result, int) else 0)
+
+
+def _reopen_closed_standard_streams() -> None:
+    """Point standard descriptors that were closed at start (`queuectl status >&-`)
+    at /dev/null. Python leaves their `sys` streams None, so any output failed as an
+    internal error; and the next file opened would take the free descriptor: the
+    database itself as "standard output", for the worker's jobs to inherit."""
+    for fd, name, mode in ((0, "stdin", "r"), (1, "stdout", "w"), (2, "stderr", "w")):
+        if getattr(sys, name) is None:
+            devnull = os.open(os.devnull, os.O_RDWR)
+            if devnull != fd:
+                os.dup2(devnull, fd)
+                os.close(devnull)
+            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))
 
 
 def _parse(argv: list[str] | None) -> Any:

@@ -170,7 +170,8 @@ def cancel(app: AppContext, args: argparse.Namespace) -> None:
         from queuectl.cli.render import emit_json
 
         # One job as an object, as before several could be given; several as an array.
-        emit_json(jobs[0].to_dict() if len(args.job_ids) == 1 else [j.to_dict() for j in jobs])
+        one = len(set(args.job_ids)) == 1
+        emit_json(jobs[0].to_dict() if one else [j.to_dict() for j in jobs])
     else:
         for job in jobs:
             write(f"Canceled {job.id}.")

@@ -304,9 +304,9 @@ class QueueService:
 def _all_or_none(
     change: Callable[[Sequence[str]], builtins.list[Job]], job_ids: Sequence[str], done: str
 ) -> builtins.list[Job]:
-    ids = list(dict.fromkeys(_lookup_id(job_id) for job_id in job_ids))
+    ids = list(dict.fromkeys(job_ids))
     try:
-        return change(ids)
+        return change([_lookup_id(job_id) for job_id in ids])
     except (JobNotFound, WrongState) as exc:
         if len(ids) == 1:
             raise
