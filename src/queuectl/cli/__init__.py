@@ -71,7 +71,8 @@ def _reopen_closed_standard_streams() -> None:
             if devnull != fd:
                 os.dup2(devnull, fd)
                 os.close(devnull)
-            setattr(sys, name, open(fd, mode, encoding="utf-8", closefd=False))  # noqa: SIM115 (kept for the process)
+            stream = open(fd, mode, encoding="utf-8", closefd=False)  # noqa: SIM115 (for good)
+            setattr(sys, name, stream)
 
 
 def _parse(argv: list[str] | None) -> Any:
