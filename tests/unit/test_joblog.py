@@ -46,6 +46,12 @@ def _lines(first: int, count: int) -> bytes:
     return b"".join(f"{i:08d}\n".encode() for i in range(first, first + count))
 
 
+def _write_lines(log: JobLog, first: int, stop: int) -> None:
+    """Lines `first` to `stop` (excluded), 10 to a write, as a job's output arrives."""
+    for start in range(first, stop, 10):
+        log.write(_lines(start, 10))
+
+
 def test_a_follower_that_began_before_the_log_misses_no_rotation(tmp_path: Path) -> None:
     # Found by an audit: the follower began while the job had printed nothing, and
     # the whole first file of the log (rotated away before the next read) was lost.
@@ -53,8 +59,7 @@ def test_a_follower_that_began_before_the_log_misses_no_rotation(tmp_path: Path)
     follower = LogFollower(path)
     assert follower.read_new() == b""
     log = JobLog(path, "=== run 1 ===\n", max_bytes=1000)
-    for first in range(0, 150, 10):  # 1,350 bytes: one rotation before the next read
-        log.write(_lines(first, 10))
+    _write_lines(log, 0, 150)  # 1,350 bytes: one rotation before the next read
     assert follower.read_new() == b"=== run 1 ===\n" + _lines(0, 150)
     assert not follower.may_have_skipped
     log.close()
@@ -67,8 +72,7 @@ def test_two_rotations_between_reads_lose_nothing(tmp_path: Path) -> None:
     log.write(_lines(0, 10))
     follower = LogFollower(path)
     assert follower.read_new() == b"=== run 1 ===\n" + _lines(0, 10)
-    for first in range(10, 300, 10):  # about 2,600 bytes: two rotations
-        log.write(_lines(first, 10))
+    _write_lines(log, 10, 300)  # about 2,600 bytes: two rotations
     assert follower.read_new() == _lines(10, 290)
     assert follower.may_have_skipped  # (two rotations cannot be told from three)
     log.close()
@@ -81,8 +85,7 @@ def test_more_rotations_between_reads_skip_output_but_never_repeat_it(tmp_path: 
     log.write(_lines(0, 10))
     follower = LogFollower(path)
     shown = follower.read_new()
-    for first in range(10, 600, 10):  # about 5,300 bytes: five rotations
-        log.write(_lines(first, 10))
+    _write_lines(log, 10, 600)  # about 5,300 bytes: five rotations
     shown += follower.read_new()
     numbers = [int(line) for line in shown.split()]
     assert numbers == sorted(set(numbers))  # in order, none twice
