@@ -118,13 +118,17 @@ def logs(app: AppContext, args: argparse.Namespace) -> None:
         sys.stderr.write(f"queuectl: job {args.job_id} has no output (yet)\n")
 
 
-def _say_output_was_cut(job_id: str) -> None:
+def _log_keeps() -> str:
+    """How much output a job's log keeps, for messages."""
     from queuectl.queue.joblog import LOG_MAX_BYTES
 
-    kept = f"{LOG_MAX_BYTES // 1024 // 1024} to {2 * LOG_MAX_BYTES // 1024 // 1024} MiB"
+    return f"{LOG_MAX_BYTES // 1024 // 1024} to {2 * LOG_MAX_BYTES // 1024 // 1024} MiB"
+
+
+def _say_output_was_cut(job_id: str) -> None:
     sys.stderr.write(
         f"queuectl: the start of job {job_id}'s output was dropped "
-        f"(a job's log keeps its last {kept})\n"
+        f"(a job's log keeps its last {_log_keeps()})\n"
     )
 
 
@@ -148,7 +152,7 @@ def follow_logs(app: AppContext, job_id: str) -> None:
     def gap() -> None:
         sys.stderr.write(
             f"queuectl: job {job_id} printed faster than it could be followed: some of "
-            "its output may be missing here, as from its log (which keeps 1 to 2 MiB)\n"
+            f"its output may be missing here, as from its log (which keeps {_log_keeps()})\n"
         )
 
     try:
