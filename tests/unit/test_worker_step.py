@@ -634,3 +634,25 @@ def test_a_bad_stored_setting_leaves_a_running_worker_on_its_previous_settings(
     assert rig.err(w).count("the stored setting job_timeout = '1e+16' is invalid") == 1
     assert w.settings.job_timeout is None  # the default it started with
     step_until(w, in_state(rig, "after", JobState.COMPLETED), "a job to run meanwhile")
+
+
+def test_signals_the_loop_acted_on_are_not_taken_again_while_it_is_stuck(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an audit: the second look that a second Ctrl+C armed (SIGALRM) came
+    while the forced stop it had caused waited to record, and was taken for a third
+    Ctrl+C: the worker left without the database, its job not given back."""
+    import signal
+
+    worker = rig.worker()
+    monkeypatch.setattr(signal, "setitimer", lambda *args: None)
+    answered: list[float] = []  # stands in for the handler's answer (which exits)
+    monkeypatch.setattr(worker, "_signal_while_stuck", answered.append)
+    worker._on_signal(signal.SIGINT, None)
+    worker._on_signal(signal.SIGINT, None)
+    worker.step(max_wait=0)  # the loop acts on both: a forced stop
+    worker._progress_at -= 10  # ... and then waits on its database
+    worker._on_alarm(signal.SIGALRM, None)
+    assert answered == []
+    worker._on_signal(signal.SIGINT, None)  # a third Ctrl+C: the loop cannot see it
+    assert len(answered) == 1 and answered[0] >= 10

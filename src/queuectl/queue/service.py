@@ -25,6 +25,10 @@ if TYPE_CHECKING:
 
 STOP_POLL = 0.2  # seconds between checks while `worker stop` waits
 FOLLOW_POLL = 0.2  # seconds between looks at a followed job's log and state
+#: Seconds between looks at the log within FOLLOW_BUSY of its last output: output
+#: that comes in bursts rotates the log (every MiB) faster than one look a FOLLOW_POLL.
+FOLLOW_BUSY_POLL = 0.01
+FOLLOW_BUSY = 1.0
 MAX_LIMIT = 2**63 - 1  # the largest integer either database takes
 
 
@@ -140,6 +144,7 @@ class QueueService:
         job = self.store.get_job(_lookup_id(job_id))
         follower = LogFollower(log_path(self.logs_dir, job.id))
         gap_said = False
+        last_output = next_look = time.monotonic()
         try:
             while True:
                 # A run's output is all in the log before its outcome is recorded, so
@@ -153,9 +158,14 @@ class QueueService:
                     write(data)
                 if ended:
                     return job
-                if not data:  # while output flows, read on: a log rotates every MiB
-                    time.sleep(poll)
-                job = self.store.get_job(job.id)
+                now = time.monotonic()
+                if data:  # read on at once while output flows
+                    last_output = now
+                else:
+                    time.sleep(FOLLOW_BUSY_POLL if now - last_output < FOLLOW_BUSY else poll)
+                if time.monotonic() >= next_look:
+                    job = self.store.get_job(job.id)
+                    next_look = time.monotonic() + poll
         finally:
             follower.close()
 

@@ -181,8 +181,10 @@ class Worker:
         self._stopping = False
         self._forced = False
         self._progress_at = time.monotonic()  # when the loop last began an iteration
+        self._signals_acted_on = 0  # signals the loop has seen (the rest wait for it)
         self._abandoning = False
         self._stuck_said = False  # the first signal's answer while stuck was given
+        self._signal_r = -1  # the read end of the signal wake-up pipe (see run())
         self._started = False
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -202,6 +204,13 @@ class Worker:
 
     def run(self) -> int:
         """Register, work until stopped, clean up. Returns the process exit code (0)."""
+        # Each signal delivered writes its number to this pipe, even when Python runs
+        # the handler once for a signal that came twice (while the main thread waited
+        # in C code: a double Ctrl+C during one SQLite busy wait). See _signals_delivered.
+        self._signal_r, signal_w = os.pipe()
+        os.set_blocking(self._signal_r, False)
+        os.set_blocking(signal_w, False)
+        previous_wakeup = signal.set_wakeup_fd(signal_w, warn_on_full_buffer=False)
         previous = self._install_signal_handlers()
         self._progress_at = time.monotonic()
         try:
@@ -213,6 +222,10 @@ class Worker:
             signal.setitimer(signal.ITIMER_REAL, 0)  # a look still due (see _check_stuck)
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            signal.set_wakeup_fd(previous_wakeup)
+            os.close(signal_w)
+            os.close(self._signal_r)
+            self._signal_r = -1
         return 0
 
     def start(self) -> None:
@@ -378,6 +391,7 @@ class Worker:
 
     def _apply_flags(self) -> None:
         signals = self._flags.signals
+        self._signals_acted_on = signals  # see _check_stuck
         with self._flags.lock:
             stop_requested = self._flags.stop_requested
             held, held_since = self._flags.held, self._flags.held_since
@@ -741,9 +755,19 @@ class Worker:
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread between bytecodes: taking the flags lock here could
         # deadlock against the loop holding it, and a plain int update needs no lock.
-        self._flags.signals += 1
+        self._flags.signals += self._signals_delivered()
         self._wake()
         self._check_stuck(look_again=True)
+
+    def _signals_delivered(self) -> int:
+        """Stop signals delivered since the last call (1 when nothing counts them)."""
+        if self._signal_r < 0:
+            return 1
+        try:
+            numbers = os.read(self._signal_r, 256)
+        except BlockingIOError:  # counted by an earlier call (its delivery was drained)
+            return 0
+        return sum(1 for number in numbers if number != signal.SIGALRM)
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         self._check_stuck(look_again=False)
@@ -752,8 +776,9 @@ class Worker:
         """After a signal: act on it here if the loop is stuck; if it is not (yet),
         look again (SIGALRM) once it would count as stuck. Two quick Ctrl+C just as
         the loop got stuck would otherwise both find it not stuck yet, and nothing
-        would act on them. A loop that began an iteration since acted on them itself."""
-        if self._abandoning:
+        would act on them. Signals the loop has seen are its own to act on: a forced
+        stop that then waits to record its outcomes is no second Ctrl+C."""
+        if self._abandoning or self._flags.signals <= self._signals_acted_on:
             return
         stuck = time.monotonic() - self._progress_at
         if stuck >= STUCK_AFTER:
