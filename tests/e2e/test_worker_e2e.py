@@ -284,7 +284,7 @@ def test_a_worker_stuck_on_the_database_stops_on_a_second_signal(
         assert worker.wait() == 1
         err = worker.stderr()
         assert "stopping now without the database" in err, err
-        assert "ended 1 running job(s)" in err and "1 finished job(s)" in err, err
+        assert "ended 1 running job(s)" in err and "outcome of 1 ended run(s)" in err, err
         wait_for(lambda: process_groups.gone(pid), message="the long job to be ended")
     rescuer = qctl.start_worker("--count", "2")
     job = qctl.wait_state(long, "completed")
@@ -326,6 +326,28 @@ def test_two_quick_signals_stop_a_worker_stuck_from_its_start(qctl: Queuectl) ->
         press_twice(worker)
         assert worker.wait(timeout=15) == 1
         assert "stopping now without the database" in worker.stderr(), worker.stderr()
+
+
+def test_signals_that_waited_for_a_stopped_worker_are_no_stuck_database(
+    qctl: Queuectl,
+) -> None:
+    """Found by an audit: Ctrl+C and SIGTERM sent to a worker stopped by Ctrl+Z (or a
+    terminal's hang-up, which bash follows with SIGCONT) were judged when it went
+    on, by a loop that had "not answered" for the whole stop: the worker left
+    without the database. Now the stop is no one's fault, and it stops as usual."""
+    job_id = qctl.enqueue({"command": "sleep 60"})
+    worker = qctl.start_worker("--count", "1")
+    qctl.wait_state(job_id, "running")
+    worker.signal(signal.SIGSTOP)
+    wait_for(lambda: Path(f"/proc/{worker.pid}/stat").read_text().split(") ")[1][0] == "T")
+    time.sleep(2.5)  # stopped longer than the 2 s that count a loop as stuck
+    worker.signal(signal.SIGINT)
+    worker.signal(signal.SIGTERM)
+    worker.signal(signal.SIGCONT)
+    assert worker.wait(timeout=30) == 0, worker.stderr()
+    assert "without the database" not in worker.stderr()
+    job = qctl.job(job_id)
+    assert (job["state"], job["attempts"]) == ("pending", 0), job
 
 
 def test_a_shortened_lease_reaches_a_busy_worker_at_once(qctl: Queuectl, tmp_path: Path) -> None:

@@ -656,3 +656,23 @@ def test_signals_the_loop_acted_on_are_not_taken_again_while_it_is_stuck(
     assert answered == []
     worker._on_signal(signal.SIGINT, None)  # a third Ctrl+C: the loop cannot see it
     assert len(answered) == 1 and answered[0] >= 10
+
+
+def test_each_launch_is_progress_for_a_loop_filling_many_slots(
+    rig: Rig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Found by an audit: a worker of 1,024 slots took over 2 s to fill them in one
+    iteration, and a double Ctrl+C then found it "stuck" and left without the
+    database. Each launch now counts as progress."""
+    worker = rig.worker(concurrency=3)
+    rig.store.enqueue([NewJob(id=f"j{i}", command="true", max_retries=1) for i in range(3)])
+    seen: list[float] = []
+    claim = worker.store.claim
+
+    def noting_claim(*args: Any, **kwargs: Any) -> Job | None:
+        seen.append(worker._progress_at)
+        return claim(*args, **kwargs)
+
+    monkeypatch.setattr(worker.store, "claim", noting_claim)
+    worker.step(max_wait=0)
+    assert len(seen) >= 3 and seen[0] < seen[1] < seen[2]

@@ -46,10 +46,13 @@ STORAGE_RETRY_MAX = 5.0  # seconds: cap of the backoff while the database is una
 RECORD_GIVE_UP = 60.0  # seconds a stopping worker keeps retrying to record outcomes
 TERMINAL_FLUSH = 2.0  # seconds a stopping worker waits for its terminal to take its last lines
 LAUNCH_PAUSE = 1.0  # seconds without claims after a job could not be started (out of fds, say)
-#: Seconds a loop iteration may take before a signal counts the loop as stuck. An
-#: iteration waits for events half a second at most; only a database that does not
-#: answer (a lock held elsewhere, a hung server) holds it longer.
+#: Seconds without progress before a signal counts the loop as stuck. An iteration
+#: waits for events half a second at most, and each job it launches or records is
+#: progress; only a database that does not answer (a lock held elsewhere, a hung
+#: server) holds it longer.
 STUCK_AFTER = 2.0
+#: The signals that stop a worker (SIGHUP: unless it is ignored, as under nohup).
+STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
 def _describe(exc: Exception) -> str:
@@ -180,7 +183,9 @@ class Worker:
         self._next: Job | None = None
         self._stopping = False
         self._forced = False
-        self._progress_at = time.monotonic()  # when the loop last began an iteration
+        #: When the loop last made progress (began an iteration, launched or recorded
+        #: a job): what a signal that finds it stuck judges by.
+        self._progress_at = time.monotonic()
         self._signals_acted_on = 0  # signals the loop has seen (the rest wait for it)
         self._abandoning = False
         self._stuck_said = False  # the first signal's answer while stuck was given
@@ -206,7 +211,7 @@ class Worker:
         """Register, work until stopped, clean up. Returns the process exit code (0)."""
         # Each signal delivered writes its number to this pipe, even when Python runs
         # the handler once for a signal that came twice (while the main thread waited
-        # in C code: a double Ctrl+C during one SQLite busy wait). See _signals_delivered.
+        # in C code: a double Ctrl+C during one SQLite busy wait). See _count_signals.
         self._signal_r, signal_w = os.pipe()
         os.set_blocking(self._signal_r, False)
         os.set_blocking(signal_w, False)
@@ -285,6 +290,7 @@ class Worker:
             os.close(fd)
         if self._started:  # (a start that failed is reported by its error alone)
             self._event(f"worker {self.id} stopped")
+        self._progress_at = time.monotonic()  # a terminal that does not read: bounded
         self._terminal.close(TERMINAL_FLUSH)
 
     def request_stop(self, force: bool = False) -> None:
@@ -385,6 +391,7 @@ class Worker:
                 self._report_log_error(item.running.job.id, outcome.log_error)
             self._record(item.running, outcome, reason)
             self._unrecorded.pop(0)
+            self._progress_at = time.monotonic()
             if self._next is not None:
                 job, self._next = self._next, None
                 self._launch(job)
@@ -438,6 +445,7 @@ class Worker:
                 break
             claimed += 1
             self._launch(job)
+            self._progress_at = time.monotonic()  # many slots take a while to fill
         return claimed
 
     def _claimed(self, job: Job | None) -> TypeGuard[Job]:
@@ -745,31 +753,47 @@ class Worker:
         # gracefully instead of killing it mid-job (jobs are in sessions of their
         # own, so the hang-up does not reach them). Unless it is ignored: that is
         # `nohup queuectl worker start`, asking to outlive the terminal.
-        for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for sig in STOP_SIGNALS:
             if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
                 continue
             previous[sig] = signal.signal(sig, self._on_signal)
         previous[signal.SIGALRM] = signal.signal(signal.SIGALRM, self._on_alarm)
+        previous[signal.SIGCONT] = signal.signal(signal.SIGCONT, self._on_continue)
         return previous
 
     def _on_signal(self, signum: int, frame: FrameType | None) -> None:
         # Runs in the main thread between bytecodes: taking the flags lock here could
         # deadlock against the loop holding it, and a plain int update needs no lock.
-        self._flags.signals += self._signals_delivered()
+        self._count_signals(unless_counted=1)
         self._wake()
         self._check_stuck(look_again=True)
 
-    def _signals_delivered(self) -> int:
-        """Stop signals delivered since the last call (1 when nothing counts them)."""
+    def _on_continue(self, signum: int, frame: FrameType | None) -> None:
+        self._progress_at = time.monotonic()  # (see _count_signals)
+
+    def _count_signals(self, unless_counted: int) -> None:
+        """Add the stop signals delivered since the last look to the count.
+
+        Each delivery writes its number to the wake-up pipe (see run()), even when
+        Python runs the handler once for a signal that came twice. A SIGCONT among
+        them: this process was stopped until now (Ctrl+Z, SIGSTOP), which is no
+        database's fault, so the loop's time starts again before the signals that
+        waited for the SIGCONT are judged (their handlers run before its own).
+        `unless_counted`: what to add when no pipe counts them (a test's worker).
+        """
         if self._signal_r < 0:
-            return 1
+            self._flags.signals += unless_counted
+            return
         try:
             numbers = os.read(self._signal_r, 256)
-        except BlockingIOError:  # counted by an earlier call (its delivery was drained)
-            return 0
-        return sum(1 for number in numbers if number != signal.SIGALRM)
+        except BlockingIOError:  # counted by an earlier look (the pipe was drained)
+            return
+        if signal.SIGCONT in numbers:
+            self._progress_at = time.monotonic()
+        self._flags.signals += sum(1 for number in numbers if number in STOP_SIGNALS)
 
     def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
+        self._count_signals(unless_counted=0)
         self._check_stuck(look_again=False)
 
     def _check_stuck(self, *, look_again: bool) -> None:
@@ -817,7 +841,8 @@ class Worker:
         if self._unrecorded:
             # PostgreSQL may yet carry out a record it had received before we left.
             parts.append(
-                f"{len(self._unrecorded)} finished job(s) may not be recorded, and then run again"
+                f"the outcome of {len(self._unrecorded)} ended run(s) may not be recorded: "
+                "those jobs may run again"
             )
         self._event("; ".join(parts))
         self._terminal.close(TERMINAL_FLUSH)
