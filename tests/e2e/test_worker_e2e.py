@@ -350,6 +350,20 @@ def test_signals_that_waited_for_a_stopped_worker_are_no_stuck_database(
     assert (job["state"], job["attempts"]) == ("pending", 0), job
 
 
+def test_a_second_signal_as_the_worker_stops_is_no_error(qctl: Queuectl) -> None:
+    """Found by an audit: a second Ctrl+C just as the worker had stopped (its job
+    done between the two presses) met Python's own handler again: the command
+    exited 130 ("interrupted") or died of SIGINT, not 0."""
+    job_id = qctl.enqueue({"command": "sleep 0.5"})
+    worker = qctl.start_worker("--count", "1")
+    qctl.wait_state(job_id, "running")
+    worker.signal(signal.SIGINT)
+    wait_for(lambda: re.search(r"worker \S+ stopped", worker.stderr()), interval=0.001)
+    worker.signal(signal.SIGINT)
+    assert worker.wait(timeout=30) == 0, worker.stderr()
+    assert qctl.state(job_id) == "completed"
+
+
 def test_a_shortened_lease_reaches_a_busy_worker_at_once(qctl: Queuectl, tmp_path: Path) -> None:
     """`config set` shortens the lease and the heartbeat while a worker runs a long
     job. The worker used to sleep out its old interval (here 40 s) before it heard,

@@ -77,7 +77,7 @@ def worker_start(app: AppContext, args: argparse.Namespace) -> None:
             concurrency=args.count,
             queues=args.queues,
             quiet=args.quiet,
-        ).run()
+        ).run(exiting=True)
     finally:
         store.close()
 

@@ -207,8 +207,14 @@ class Worker:
 
     # -- lifecycle -----------------------------------------------------------------------------
 
-    def run(self) -> int:
-        """Register, work until stopped, clean up. Returns the process exit code (0)."""
+    def run(self, *, exiting: bool = False) -> int:
+        """Register, work until stopped, clean up. Returns the process exit code (0).
+
+        `exiting`: the process ends when this returns (`worker start`). The stop
+        signals are then ignored from the end of the run on, instead of going back
+        to their old handlers: a second Ctrl+C just as the worker stopped was
+        Python's KeyboardInterrupt, and the command exited 130 instead of 0.
+        """
         # Each signal delivered writes its number to this pipe, even when Python runs
         # the handler once for a signal that came twice (while the main thread waited
         # in C code: a double Ctrl+C during one SQLite busy wait). See _count_signals.
@@ -226,7 +232,8 @@ class Worker:
             self.shutdown()
             signal.setitimer(signal.ITIMER_REAL, 0)  # a look still due (see _check_stuck)
             for sig, handler in previous.items():
-                signal.signal(sig, handler)
+                ignore = exiting and sig in STOP_SIGNALS
+                signal.signal(sig, signal.SIG_IGN if ignore else handler)
             signal.set_wakeup_fd(previous_wakeup)
             os.close(signal_w)
             os.close(self._signal_r)
