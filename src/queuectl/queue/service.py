@@ -114,11 +114,10 @@ class QueueService:
 
     def logs(self, job_id: str) -> JobOutput:
         """The job's captured output (empty if it has not run yet)."""
-        from queuectl.queue.joblog import log_path, output_was_cut, read_log
+        from queuectl.queue.joblog import log_path, read_log
 
         self.store.get_job(_lookup_id(job_id))  # JobNotFound for unknown ids
-        path = log_path(self.logs_dir, job_id)
-        return JobOutput(data=read_log(path), cut=output_was_cut(path))
+        return JobOutput(data=read_log(log_path(self.logs_dir, job_id)), cut=self.logs_cut(job_id))
 
     def logs_cut(self, job_id: str) -> bool:
         """Whether the start of the job's output was dropped to keep its log bounded."""
