@@ -661,6 +661,36 @@ def test_a_reader_never_makes_a_queue_at_a_mistyped_path(sq: Queuectl, tmp_path:
     assert sq.counts()["pending"] == 1  # the default queue is untouched
 
 
+def test_refused_input_makes_no_queue_at_a_new_path(sq: Queuectl, tmp_path: Path) -> None:
+    # The writing commands checked their input only once the queue was open, so a
+    # refused job or setting left an empty queue at a mistyped --db path.
+    bad_import = tmp_path / "bad-import.jsonl"
+    bad_import.write_text('{"type":"config","settings":{"lease_timeout":"1"}}\n')
+    typo = tmp_path / "elsewhere" / "queuectl.db"
+    for args in (
+        ["enqueue", '{"command":"true","priority":"high"}'],
+        ["enqueue", '{"command":"true","max_retries":-1}'],
+        ["enqueue", "--file", "-"],  # stdin (/dev/null): no jobs
+        ["config", "set", "bogus", "1"],
+        ["config", "set", "max_retries", "many"],
+        ["config", "set", "lease_timeout", "4"],  # under twice the default heartbeat
+        ["import", "--file", str(bad_import)],
+    ):
+        assert_error(sq.run("--db", str(typo), *args, check=False), 2)
+        assert not typo.parent.exists(), args
+    # Valid input still makes the queue, with what it was given.
+    sq.run("--db", str(typo), "config", "set", "max-retries", "5")
+    job_id = sq.run("--db", str(typo), "enqueue", '{"command":"true","delay":"1h"}').stdout
+    job = json.loads(sq.run("--db", str(typo), "show", job_id.strip(), "--json").stdout)
+    assert job["max_retries"] == 5 and job["state"] == "pending"
+    exported = sq.run("--db", str(typo), "export").stdout
+    (tmp_path / "export.jsonl").write_text(exported)
+    copy = tmp_path / "copy" / "queuectl.db"
+    sq.run("--db", str(copy), "import", "--file", str(tmp_path / "export.jsonl"))
+    assert sq.run("--db", str(copy), "export").stdout.splitlines()[1:] == exported.splitlines()[1:]
+    assert sq.run("--db", str(copy), "config", "get", "max_retries").stdout == "5\n"
+
+
 def test_the_default_queue_is_made_by_any_command(sq: Queuectl, tmp_path: Path) -> None:
     env = {"QUEUECTL_DB": "", "XDG_DATA_HOME": str(tmp_path / "fresh")}
     assert "pending    0" in sq.run("status", env=env).stdout

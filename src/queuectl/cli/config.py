@@ -53,5 +53,9 @@ def config_get(app: AppContext, args: argparse.Namespace) -> None:
 
 
 def config_set(app: AppContext, args: argparse.Namespace) -> None:
+    if app.makes_new_queue():  # refused input must not create the file
+        from queuectl.queue.service import check_new_queue_setting
+
+        check_new_queue_setting(args.key, args.value)
     name, stored = app.service(create=True).config_set(args.key, args.value)
     write(f"{name} = {_text(stored)}")

@@ -57,6 +57,24 @@ class AppContext:
                 f"{exc.message} (check {self.named_by}; `queuectl enqueue` creates a queue)"
             ) from None
 
+    def makes_new_queue(self) -> bool:
+        """Whether a writing command would create the queue the user named: a SQLite
+        path (given with --db or $QUEUECTL_DB) where no file exists yet.
+
+        Such a command checks its input before it opens the queue (see
+        `queuectl.queue.service.jobs_for_new_queue`), so that input it refuses
+        leaves no empty queue behind at a mistyped path.
+        """
+        import os
+
+        from queuectl.paths import is_postgres_url
+
+        return (
+            self.named_by is not None
+            and not is_postgres_url(self.db)
+            and not os.path.lexists(self.db)
+        )
+
     @property
     def logs_dir(self) -> str:
         from queuectl.paths import logs_dir_for

@@ -96,5 +96,12 @@ def export_queue(app: AppContext, args: argparse.Namespace) -> None:
 def import_queue(app: AppContext, args: argparse.Namespace) -> None:
     from queuectl.cli.enqueue import read_input_lines
 
-    jobs, settings = app.service(create=True).import_lines(read_input_lines(args.file))
+    lines = read_input_lines(args.file)
+    if app.makes_new_queue():  # refused input must not create the file
+        from queuectl.queue.service import read_export
+
+        export = read_export(lines)
+        jobs, settings = app.service(create=True).import_export(export)
+    else:
+        jobs, settings = app.service(create=True).import_lines(lines)
     write(f"Imported {jobs} job(s) and {settings} setting(s).")

@@ -110,7 +110,13 @@ def _enqueue(app: AppContext, args: argparse.Namespace) -> None:
         ]
     if not specs:
         raise InvalidInput(f"{args.file}: no jobs found")
-    enqueued = app.service(create=True).enqueue(specs)
+    if app.makes_new_queue():
+        from queuectl.queue.service import jobs_for_new_queue
+
+        checked = jobs_for_new_queue(specs)  # refused input must not create the file
+        enqueued = app.service(create=True).enqueue_jobs(checked)
+    else:
+        enqueued = app.service(create=True).enqueue(specs)
     if args.as_json:
         from queuectl.cli.render import emit_json
 

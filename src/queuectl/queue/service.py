@@ -94,7 +94,10 @@ class QueueService:
 
     def enqueue(self, specs: Iterable[tuple[str, Mapping[str, Any]]]) -> Enqueued:
         """Validate every spec, then store them all or none. `where` names each in errors."""
-        jobs = build_jobs(specs, self.settings(), self.store.now())
+        return self.enqueue_jobs(build_jobs(specs, self.settings(), self.store.now()))
+
+    def enqueue_jobs(self, jobs: builtins.list[NewJob]) -> Enqueued:
+        """Store jobs validated already (see `jobs_for_new_queue`), all or none."""
         if not jobs:
             raise InvalidInput("no jobs given")
         return Enqueued(new_jobs=jobs, at=self.store.enqueue(jobs))
@@ -253,40 +256,18 @@ class QueueService:
     def import_lines(self, lines: Iterable[tuple[str, str]]) -> tuple[int, int]:
         """Load `export` output (`(where, line)` pairs), all or nothing; returns
         `(jobs, settings)` imported. Settings are validated like `config set`."""
-        jobs: builtins.list[Job] = []
-        changes: dict[str, str] = {}
-        for where, line in lines:
-            record = parse_json_object(line, where)
-            kind = record.pop("type", None)
-            if kind == "config" and isinstance(record.get("settings"), dict):
-                for key, value in record["settings"].items():
-                    changes[settings_mod.normalize_key(key)] = str(value)
-            elif kind == "job":
-                try:
-                    job = Job.from_dict(record)
-                except KeyError as exc:
-                    raise InvalidInput(f"{where}: not an exported job (no {exc} field)") from None
-                except (TypeError, ValueError) as exc:
-                    raise InvalidInput(f"{where}: not an exported job ({exc})") from None
-                if not ID_PATTERN.fullmatch(job.id) or not QUEUE_PATTERN.fullmatch(job.queue):
-                    raise InvalidInput(f"{where}: invalid job id or queue name")
-                jobs.append(job)
-            else:
-                raise InvalidInput(f"{where}: expected a line written by `queuectl export`")
-        seen: set[str] = set()
-        for job in jobs:
-            if job.id in seen:
-                raise InvalidInput(f"job id {job.id!r} appears twice; nothing was imported")
-            seen.add(job.id)
-        settings = settings_mod.validate_changes(self.settings(), changes)
-        if not jobs and not settings:
-            raise InvalidInput("nothing to import: no job or config lines found")
-        count = self.store.import_jobs(jobs) if jobs else 0
-        if settings:  # checked again against the settings they are stored with
+        return self.import_export(read_export(lines, self.settings()))
+
+    def import_export(self, export: Export) -> tuple[int, int]:
+        """Load an export read by `read_export`; as `import_lines`."""
+        count = self.store.import_jobs(export.jobs) if export.jobs else 0
+        if export.settings:  # checked again against the settings they are stored with
             self.store.update_config(
-                lambda stored: settings_mod.validate_changes(Settings.from_stored(stored), changes)
+                lambda stored: settings_mod.validate_changes(
+                    Settings.from_stored(stored), export.settings
+                )
             )
-        return count, len(settings)
+        return count, len(export.settings)
 
     # -- settings --------------------------------------------------------------------------
 
@@ -308,6 +289,65 @@ class QueueService:
 
         self.store.update_config(change)
         return name, self.settings().to_dict()[name]
+
+
+# -- input checked without a store ------------------------------------------------------
+# A command that would create its queue (a --db path that does not exist yet) checks
+# its input with these first, against the settings a new queue starts with: refused
+# input then leaves no empty queue behind at a mistyped path.
+
+
+def jobs_for_new_queue(specs: Iterable[tuple[str, Mapping[str, Any]]]) -> builtins.list[NewJob]:
+    """`enqueue`'s validation for a queue about to be created (its settings are the
+    defaults); the jobs go to `QueueService.enqueue_jobs` once it exists."""
+    return build_jobs(specs, Settings(), time.time())
+
+
+def check_new_queue_setting(key: str, value: str) -> None:
+    """`config set`'s checks for a queue about to be created (InvalidInput if refused)."""
+    settings_mod.validate_change(Settings(), settings_mod.normalize_key(key), value)
+
+
+class Export(Record):
+    """What `queuectl export` wrote, read back and checked (see `read_export`)."""
+
+    jobs: builtins.list[Job]
+    #: Stored text of each setting, by canonical name.
+    settings: dict[str, str]
+
+
+def read_export(lines: Iterable[tuple[str, str]], current: Settings | None = None) -> Export:
+    """Parse and check `export` output (`(where, line)` pairs); the settings are
+    checked like `config set`, against `current` (default: a new queue's)."""
+    jobs: builtins.list[Job] = []
+    changes: dict[str, str] = {}
+    for where, line in lines:
+        record = parse_json_object(line, where)
+        kind = record.pop("type", None)
+        if kind == "config" and isinstance(record.get("settings"), dict):
+            for key, value in record["settings"].items():
+                changes[settings_mod.normalize_key(key)] = str(value)
+        elif kind == "job":
+            try:
+                job = Job.from_dict(record)
+            except KeyError as exc:
+                raise InvalidInput(f"{where}: not an exported job (no {exc} field)") from None
+            except (TypeError, ValueError) as exc:
+                raise InvalidInput(f"{where}: not an exported job ({exc})") from None
+            if not ID_PATTERN.fullmatch(job.id) or not QUEUE_PATTERN.fullmatch(job.queue):
+                raise InvalidInput(f"{where}: invalid job id or queue name")
+            jobs.append(job)
+        else:
+            raise InvalidInput(f"{where}: expected a line written by `queuectl export`")
+    seen: set[str] = set()
+    for job in jobs:
+        if job.id in seen:
+            raise InvalidInput(f"job id {job.id!r} appears twice; nothing was imported")
+        seen.add(job.id)
+    settings_mod.validate_changes(current or Settings(), changes)
+    if not jobs and not changes:
+        raise InvalidInput("nothing to import: no job or config lines found")
+    return Export(jobs=jobs, settings=changes)
 
 
 def _all_or_none(
