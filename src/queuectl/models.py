@@ -80,6 +80,11 @@ class Job(Record):
     #: Runs cut short because their worker died (not charged as attempts).
     recoveries: int
 
+    @property
+    def runs_allowed(self) -> int:
+        """Charged runs before the job is dead: `max_retries`, and at least one."""
+        return max(self.max_retries, 1)
+
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> Job:
         """Build a Job from a database row addressed by column name."""

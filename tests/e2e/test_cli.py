@@ -529,6 +529,10 @@ def test_logs_of_a_job_without_output_says_so_on_stderr(qctl: Queuectl) -> None:
     assert result.stdout == ""  # stdout is the output, exactly: none
     assert result.stderr == f"queuectl: job {job_id} has no output (yet)\n"
     assert qctl.json("logs", job_id) == {"id": job_id, "output": "", "truncated": False}
+    # An ended job will print no more: no "(yet)" (an audit found it on dead jobs).
+    qctl.run("cancel", job_id)
+    result = qctl.run("logs", job_id)
+    assert result.stderr == f"queuectl: job {job_id} has no output\n"
 
 
 def test_config_set_is_checked_against_the_settings_it_is_stored_with(
@@ -600,6 +604,61 @@ def test_config_values_are_shown_as_given(qctl: Queuectl) -> None:
         "backoff_base = 1.2345678\n"
     )
     assert qctl.run("config", "get", "backoff_base").stdout == "1.2345678\n"
+
+
+def test_db_is_taken_after_the_command_too(sq: Queuectl, tmp_path: Path) -> None:
+    # Found by an audit: `queuectl status --db q.db` was a usage error (exit 2).
+    other = tmp_path / "other.db"
+    job_id = sq.run("enqueue", '{"command":"true"}', "--db", str(other)).stdout.strip()
+    assert [j["id"] for j in sq.json("list", "--db", str(other))] == [job_id]
+    assert sq.json("worker", "list", f"--db={other}") == []
+    # After the command it wins over the one before it; the default queue is untouched.
+    assert sq.json("--db", "elsewhere.db", "show", job_id, "--db", str(other))["id"] == job_id
+    assert sq.counts()["pending"] == 0
+    # `status` names the file in full, wherever it is run from (SPEC.md: it says
+    # which database is in use); it showed a relative --db as given.
+    result = subprocess.run(
+        [sq.exe, "status", "--db", "other.db"],
+        env=sq.env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"Database: {other} (sqlite)" in result.stdout
+
+
+def test_small_things_an_audit_found_in_job_input_and_tables(sq: Queuectl, tmp_path: Path) -> None:
+    # A file saved with a byte order mark (some Windows editors) is read as UTF-8.
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_bytes(b'\xef\xbb\xbf{"command":"true","id":"with-bom"}\n')
+    assert sq.run("enqueue", "--file", str(jobs)).stdout == "with-bom\n"
+    # A key given twice is refused (json kept the last one without a word).
+    message = assert_error(sq.run("enqueue", '{"command":"a","command":"b"}', check=False), 2)
+    assert "the key 'command' appears twice" in message
+    # `--timeout none` says what `"timeout": null` says: no limit, whatever job_timeout is.
+    sq.run("config", "set", "job_timeout", "300")
+    sq.run("enqueue", "--id", "unlimited", "--timeout", "none", '{"command":"true"}')
+    assert sq.json("show", "unlimited")["timeout"] is None
+    # max_retries 0 still runs once: the table says 0/1, as the worker does, not 0/0.
+    sq.run("enqueue", "--id", "once", "--max-retries", "0", '{"command":"true"}')
+    row = next(line for line in sq.run("list").stdout.splitlines() if line.startswith("once "))
+    assert row.split()[2] == "0/1", row
+    assert sq.counts()["pending"] == 3  # the refused job added nothing
+
+
+def test_config_set_import_and_migrate_print_json(qctl: Queuectl, tmp_path: Path) -> None:
+    # SPEC.md: --json on every command that prints data (an audit found these three
+    # printing only text).
+    assert qctl.json("config", "set", "max-retries", "4") == {"key": "max_retries", "value": 4}
+    assert qctl.json("config", "set", "job_timeout", "0") == {"key": "job_timeout", "value": None}
+    assert qctl.json("db", "migrate") == {"applied_now": [], "applied": 1, "latest": 1}
+    exported = tmp_path / "queue.jsonl"
+    exported.write_text(qctl.run("export").stdout)  # the settings, no jobs
+    stored = json.loads(exported.read_text().splitlines()[0])["settings"]
+    qctl.run("config", "set", "max_retries", "9")
+    assert qctl.json("import", "--file", str(exported)) == {"jobs": 0, "settings": len(stored)}
+    assert qctl.run("config", "get", "max_retries").stdout == "4\n"
 
 
 def test_where_the_queue_lives_is_never_a_surprise(sq: Queuectl, tmp_path: Path) -> None:

@@ -86,10 +86,10 @@ def test_failing_job_backs_off_then_dies_and_dlq_retry_runs_it_again(
     for gap, expected in zip(gaps, (1.5, 2.25), strict=True):
         assert expected - 0.05 <= gap <= expected + 1.5, (gaps, "expected ~1.5 s then ~2.25 s")
 
-    retried = qctl.json("dlq", "retry", job_id)
-    assert retried[0]["id"] == job_id
-    assert retried[0]["state"] == "pending"
-    assert retried[0]["attempts"] == 0
+    retried = qctl.json("dlq", "retry", job_id)  # one job: an object, as for cancel
+    assert retried["id"] == job_id
+    assert retried["state"] == "pending"
+    assert retried["attempts"] == 0
     done = qctl.wait_state(job_id, "completed")
     assert done["attempts"] == 1  # counted afresh after the reset
     assert [line.split()[1] for line in lines(marker)] == ["1", "2", "3", "1"]
@@ -441,6 +441,10 @@ def test_worker_stop_json_reports_what_it_achieved(qctl: Queuectl, tmp_path: Pat
         "running": 1,
     }
     assert "waiting for 1 worker(s) to stop" in timed_out.stderr
+    # The tables say it was asked to stop (an audit: only --json did).
+    row = qctl.run("worker", "list").stdout.splitlines()[1].split()
+    assert row[-2:] == ["stopping", job_id], row
+    assert f"{job_id}  (stopping)" in qctl.run("status").stdout
 
     gate.touch()  # the worker was asked: it stops once its job is done
     assert worker.wait(timeout=10) == 0

@@ -238,14 +238,23 @@ def test_timeout_is_parsed(timeout: object, seconds: float) -> None:
     assert build({"command": "true", "timeout": timeout}).timeout == seconds
 
 
-def test_null_timeout_overrides_the_default_with_none() -> None:
-    job = build({"command": "true", "timeout": None}, Settings(job_timeout=60.0))
+@pytest.mark.parametrize("no_limit", [None, "none", "None", " none "])
+def test_null_or_none_timeout_overrides_the_default_with_none(no_limit: object) -> None:
+    # "none" is how `--timeout` (text only) says what null says in JSON.
+    job = build({"command": "true", "timeout": no_limit}, Settings(job_timeout=60.0))
     assert job.timeout is None
 
 
-@pytest.mark.parametrize("timeout", [0, "0s", -1, "later", False])
+@pytest.mark.parametrize("timeout", [0, "0s", -1, -0.5, "later", False, "nothing"])
 def test_bad_timeout_is_refused(timeout: object) -> None:
     refused({"command": "true", "timeout": timeout})
+
+
+@pytest.mark.parametrize("timeout", [0, "0s", -1, -0.5])
+def test_a_timeout_of_zero_or_less_is_refused_with_one_rule(timeout: object) -> None:
+    # -1 said "must be a non-negative number", which 0 is, and 0 is refused too.
+    message = refused({"command": "true", "timeout": timeout}).message
+    assert message == "job: 'timeout' must be more than 0 seconds (or null for no limit)"
 
 
 # -- the object as a whole ------------------------------------------------------------------
@@ -363,7 +372,7 @@ def test_parse_json_object_refuses_anything_else(text: str) -> None:
         '{"command": "true"}',
         '{"command": "true"}  \t',
         ' {"command": "true"}',
-        '{"command": "a", "command": "b", "priority": -0}',
+        '{"command": "a", "priority": -0}',
         '{"command": "\\u00e9", "timeout": 1.5e1, "delay": null}',
     ],
 )
@@ -383,11 +392,11 @@ def test_parse_json_object_reads_what_json_loads_reads(text: str) -> None:
             "malformed JSON: Expecting property name enclosed in double quotes at column 9",
         ),
         ('{"a": }', "malformed JSON: Expecting value at column 7"),
+        # A key given twice: json would keep the last value without a word.
+        ('{"command": "a", "command": "b"}', "malformed JSON: the key 'command' appears twice"),
+        (' {"c": 1, "q": {"a": 1, "a": 1}}', "malformed JSON: the key 'a' appears twice"),
         ('{"a": ' + "[" * 100_000, "JSON nested too deeply"),
-        (
-            '\ufeff{"a": 1}',
-            "malformed JSON: Unexpected UTF-8 BOM (decode using utf-8-sig) at column 1",
-        ),
+        ('\ufeff{"a": 1}', "malformed JSON: a byte order mark (BOM) before the object"),
     ],
 )
 def test_parse_json_object_names_the_error_and_column(text: str, message: str) -> None:

@@ -63,6 +63,11 @@ def add_command(
     """Add a subcommand parser to `group` (a subparsers action) that runs `handler`."""
     parser: Parser = group.add_parser(name, help=help_text, description=description or help_text)
     parser.set_defaults(handler=handler)
+    # The global option is also taken after the command (`queuectl status --db q.db`),
+    # where users put it. SUPPRESS: not given here, it leaves the global one's value.
+    parser.add_argument(
+        "--db", metavar="PATH|URL", default=argparse.SUPPRESS, help="as `queuectl --db`"
+    )
     return parser
 
 

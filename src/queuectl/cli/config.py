@@ -26,6 +26,7 @@ def register(commands: Any) -> None:
     )
     parser.add_argument("key")
     parser.add_argument("value")
+    add_json(parser)
 
 
 def _text(value: Any) -> str:
@@ -58,4 +59,9 @@ def config_set(app: AppContext, args: argparse.Namespace) -> None:
 
         check_new_queue_setting(args.key, args.value)
     name, stored = app.service(create=True).config_set(args.key, args.value)
-    write(f"{name} = {_text(stored)}")
+    if args.as_json:
+        from queuectl.cli.render import emit_json
+
+        emit_json({"key": name, "value": stored})  # the value as `config get --json` has it
+    else:
+        write(f"{name} = {_text(stored)}")

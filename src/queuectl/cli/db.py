@@ -16,8 +16,13 @@ if TYPE_CHECKING:
 def register(commands: Any) -> None:
     group = add_group(commands, "db", "database schema: status and explicit migrations")
     add_json(add_command(group, "status", db_status, "which migrations are applied"))
-    add_command(
-        group, "migrate", db_migrate, "apply pending migrations (safe from several hosts at once)"
+    add_json(
+        add_command(
+            group,
+            "migrate",
+            db_migrate,
+            "apply pending migrations (safe from several hosts at once)",
+        )
     )
     parser = add_command(
         commands,
@@ -38,6 +43,7 @@ def register(commands: Any) -> None:
     parser.add_argument(
         "--file", "-f", default="-", help="output of `queuectl export` ('-' for stdin)"
     )
+    add_json(parser)
 
 
 def db_status(app: AppContext, args: argparse.Namespace) -> None:
@@ -68,7 +74,11 @@ def db_migrate(app: AppContext, args: argparse.Namespace) -> None:
     service = app.service(require_schema=False, create=True)
     applied = service.migrate()
     current, latest = service.schema_version()
-    if applied:
+    if args.as_json:
+        from queuectl.cli.render import emit_json
+
+        emit_json({"applied_now": applied, "applied": current, "latest": latest})
+    elif applied:
         write(f"Applied migration(s) {', '.join(map(str, applied))}; schema at {current}.")
     else:
         write(f"Schema already up to date ({current} of {latest}).")
@@ -104,4 +114,9 @@ def import_queue(app: AppContext, args: argparse.Namespace) -> None:
         jobs, settings = app.service(create=True).import_export(export)
     else:
         jobs, settings = app.service(create=True).import_lines(lines)
-    write(f"Imported {jobs} job(s) and {settings} setting(s).")
+    if args.as_json:
+        from queuectl.cli.render import emit_json
+
+        emit_json({"jobs": jobs, "settings": settings})
+    else:
+        write(f"Imported {jobs} job(s) and {settings} setting(s).")

@@ -23,7 +23,8 @@ def register(commands: Any) -> None:
         dlq_retry,
         "put dead jobs back to pending with attempts reset to 0",
         "Put dead jobs back to pending with attempts reset to 0: all the jobs given, or "
-        "none (one that is not dead, or unknown, changes nothing).",
+        "none (one that is not dead, or unknown, changes nothing). With --json, one job "
+        "prints as an object, several as an array.",
     )
     parser.add_argument("job_ids", metavar="ID", nargs="+")
     add_json(parser)
@@ -47,9 +48,9 @@ def dlq_list(app: AppContext, args: argparse.Namespace) -> None:
 def dlq_retry(app: AppContext, args: argparse.Namespace) -> None:
     jobs = app.service().retry_dead(args.job_ids)
     if args.as_json:
-        from queuectl.cli.render import emit_json
+        from queuectl.cli.render import emit_jobs_given
 
-        emit_json([j.to_dict() for j in jobs])
+        emit_jobs_given(jobs, args.job_ids)
     else:
         for job in jobs:
             write(f"Retrying {job.id}: pending, attempts reset to 0.")

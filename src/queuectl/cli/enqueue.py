@@ -28,8 +28,8 @@ FIELD_FLAGS = (
     (
         "--timeout",
         "timeout",
-        "kill the job's process group after this long, e.g. 90, 10m "
-        "(default: `config get job_timeout`)",
+        "kill the job's process group after this long, e.g. 90, 10m, or none for no "
+        "limit (default: `config get job_timeout`)",
     ),
 )
 
@@ -149,7 +149,7 @@ def read_input_lines(file: str) -> list[tuple[str, str]]:
     except OSError as exc:
         raise InvalidInput(f"cannot read {label}: {exc.strerror}") from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a BOM, as some editors write, is not JSON
     except UnicodeDecodeError as exc:
         raise InvalidInput(f"{label}: not UTF-8 text (byte {exc.start})") from None
     return [

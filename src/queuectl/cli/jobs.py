@@ -64,7 +64,9 @@ def status(app: AppContext, args: argparse.Namespace) -> None:
         write(f"  {state.value:<10} {report.counts.get(state, 0)}")
     write(f"Workers: {len(report.workers)} active")
     for w in report.workers:
-        write(f"  {w.id}  {w.host}  pid {w.pid}  {', '.join(w.current_jobs) or 'idle'}")
+        stopping = "  (stopping)" if w.stop_requested else ""
+        jobs = ", ".join(w.current_jobs) or "idle"
+        write(f"  {w.id}  {w.host}  pid {w.pid}  {jobs}{stopping}")
 
 
 def list_jobs(app: AppContext, args: argparse.Namespace) -> None:
@@ -115,7 +117,8 @@ def logs(app: AppContext, args: argparse.Namespace) -> None:
         sys.stdout.buffer.write(output.data)
         sys.stdout.flush()
     else:
-        sys.stderr.write(f"queuectl: job {args.job_id} has no output (yet)\n")
+        yet = "" if output.ended else " (yet)"
+        sys.stderr.write(f"queuectl: job {args.job_id} has no output{yet}\n")
 
 
 def _log_keeps() -> str:
@@ -171,11 +174,9 @@ def follow_logs(app: AppContext, job_id: str) -> None:
 def cancel(app: AppContext, args: argparse.Namespace) -> None:
     jobs = app.service().cancel(args.job_ids)
     if args.as_json:
-        from queuectl.cli.render import emit_json
+        from queuectl.cli.render import emit_jobs_given
 
-        # One job as an object, as before several could be given; several as an array.
-        one = len(set(args.job_ids)) == 1
-        emit_json(jobs[0].to_dict() if one else [j.to_dict() for j in jobs])
+        emit_jobs_given(jobs, args.job_ids)
     else:
         for job in jobs:
             write(f"Canceled {job.id}.")

@@ -20,6 +20,13 @@ def emit_json(document: Any) -> None:
     sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
 
 
+def emit_jobs_given(jobs: Sequence[Job], job_ids: Sequence[str]) -> None:
+    """The jobs a command changed, for `--json`: an object when the user named one
+    job (as before several could be given), an array when several."""
+    one = len(set(job_ids)) == 1
+    emit_json(jobs[0].to_dict() if one else [j.to_dict() for j in jobs])
+
+
 def table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     """Left-aligned columns separated by two spaces; the last column is not padded."""
     widths = [
@@ -59,7 +66,7 @@ def jobs_table(jobs: Sequence[Job]) -> str:
             [
                 j.id,
                 j.state.value,
-                f"{j.attempts}/{j.max_retries}",
+                f"{j.attempts}/{j.runs_allowed}",  # max_retries 0 still runs once
                 str(j.priority),
                 j.queue,
                 timing,
@@ -79,4 +86,4 @@ def job_details(job: Job) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["emit_json", "job_details", "jobs_table", "table", "to_iso", "when"]
+__all__ = ["emit_jobs_given", "emit_json", "job_details", "jobs_table", "table", "to_iso", "when"]

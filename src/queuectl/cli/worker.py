@@ -141,8 +141,11 @@ def worker_list(app: AppContext, args: argparse.Namespace) -> None:
             when(w.started_at, now),
             when(w.last_heartbeat, now),
             f"{len(w.current_jobs)}/{w.concurrency}",
+            # Asked to stop (`worker stop`), it takes no more jobs and ends with these.
+            "stopping" if w.stop_requested else "working",
             ", ".join(w.current_jobs) or "-",
         ]
         for w in workers
     ]
-    write(table(["ID", "HOST", "PID", "STARTED", "HEARTBEAT", "BUSY", "CURRENT JOBS"], rows))
+    headers = ["ID", "HOST", "PID", "STARTED", "HEARTBEAT", "BUSY", "STATE", "CURRENT JOBS"]
+    write(table(headers, rows))

@@ -32,10 +32,24 @@ _INTEGER_TEXT = re.compile(r"-?[0-9]{1,19}")
 _VARIANT = dict(zip("0123456789abcdef", "89ab" * 4, strict=True))
 
 
+def _object_without_repeats(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object's dict; a key given twice is refused, as an unknown field is: one
+    of the two values is a mistake, and json would silently keep the last."""
+    value = dict(pairs)
+    if len(value) < len(pairs):
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise ValueError(f"the key {key!r} appears twice")
+            seen.add(key)
+    return value
+
+
+_DECODER = json.JSONDecoder(object_pairs_hook=_object_without_repeats)
 #: The scanner json.loads ends in: `(text, index) -> (value, end)`. Not a documented
-#: attribute (typeshed omits it), so without it every line takes json.loads.
+#: attribute (typeshed omits it), so without it every line takes the decoder's `decode`.
 _scan_json: Callable[[str, int], tuple[Any, int]] | None
-_scan_json = getattr(json.JSONDecoder(), "scan_once", None)
+_scan_json = getattr(_DECODER, "scan_once", None)
 
 
 def parse_json_object(text: str, where: str = "job") -> dict[str, Any]:
@@ -52,8 +66,10 @@ def parse_json_object(text: str, where: str = "job") -> dict[str, Any]:
         else:
             if end == len(text):
                 return value  # type: ignore[no-any-return]
+    if text[:1] == "\ufeff":  # json.loads says "decode using utf-8-sig": Python's words
+        raise InvalidInput(f"{where}: malformed JSON: a byte order mark (BOM) before the object")
     try:
-        value = json.loads(text)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as exc:
         raise InvalidInput(f"{where}: malformed JSON: {exc.msg} at column {exc.colno}") from None
     except RecursionError:
@@ -156,11 +172,7 @@ def build_job(
         elif delay is not None:
             run_at = check_instant(now + parse_duration(delay, "delay"), "delay")
         if "timeout" in spec:
-            timeout = (
-                None if spec["timeout"] is None else parse_duration(spec["timeout"], "timeout")
-            )
-            if timeout == 0:
-                raise InvalidInput("'timeout' must be more than 0 seconds (or null for none)")
+            timeout = _timeout_field(spec["timeout"])
     except InvalidInput as exc:
         raise InvalidInput(f"{where}: {exc.message}") from None
 
@@ -192,6 +204,20 @@ def build_jobs(
                 )
             seen.add(job.id)
     return jobs
+
+
+def _timeout_field(value: object) -> float | None:
+    """A job's own time limit: seconds (or `5m`, ...), or null / "none" for no limit,
+    whatever `job_timeout` says (`--timeout none` is the flag's way to say null)."""
+    if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
+        return None
+    refusal = "'timeout' must be more than 0 seconds (or null for no limit)"
+    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
+        raise InvalidInput(refusal)  # not "non-negative", which would allow the 0 refused here
+    timeout = parse_duration(value, "timeout")
+    if timeout == 0:
+        raise InvalidInput(refusal)
+    return timeout
 
 
 def _int_field(value: object, name: str, default: int, low: int, high: int, where: str) -> int:

@@ -78,6 +78,8 @@ class JobOutput(Record):
 
     data: bytes
     cut: bool
+    #: The job has completed, is dead or canceled: no more output will come.
+    ended: bool
 
 
 class QueueService:
@@ -119,8 +121,12 @@ class QueueService:
         """The job's captured output (empty if it has not run yet)."""
         from queuectl.queue.joblog import log_path, read_log
 
-        self.store.get_job(_lookup_id(job_id))  # JobNotFound for unknown ids
-        return JobOutput(data=read_log(log_path(self.logs_dir, job_id)), cut=self.logs_cut(job_id))
+        job = self.store.get_job(_lookup_id(job_id))  # JobNotFound for unknown ids
+        return JobOutput(
+            data=read_log(log_path(self.logs_dir, job_id)),
+            cut=self.logs_cut(job_id),
+            ended=job.state in ENDED_STATES,
+        )
 
     def logs_cut(self, job_id: str) -> bool:
         """Whether the start of the job's output was dropped to keep its log bounded."""

@@ -512,7 +512,7 @@ class Worker:
         self._running[key] = _Running(job=job, claimed_at=time.monotonic())
         if not self.quiet:  # per-job events: not even formatted under --quiet
             self._event(
-                f"[{job.id}] started (attempt {attempt}/{max(job.max_retries, 1)}): "
+                f"[{job.id}] started (attempt {attempt}/{job.runs_allowed}): "
                 f"{one_line(job.command)}",
                 job.id,
             )

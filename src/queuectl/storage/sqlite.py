@@ -152,7 +152,8 @@ class SQLiteStore(Store):
         worker's connections (`durable=False`) a `SteadyClock`.
         """
         self.path = os.path.expanduser(os.fspath(path))
-        self.location = self.path
+        # Absolute: `status` must say which file, wherever it is read from (SPEC.md).
+        self.location = os.path.abspath(self.path)
         if clock is None:
             clock = time.time if durable else SteadyClock(self.newest_foreign_time)
         self._clock = clock
