@@ -49,6 +49,22 @@ def lines(path: Path) -> list[str]:
 PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 
 
+def session_members(sid: int) -> list[tuple[int, str, int, int]]:
+    """`(pid, state, ppid, pgid)` of every process in session `sid`, from /proc."""
+    members = []
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            data = Path(f"/proc/{name}/stat").read_text()
+        except OSError:
+            continue
+        state, ppid, pgid, session = data.rpartition(")")[2].split()[:4]
+        if int(session) == sid:
+            members.append((int(name), state, int(ppid), int(pgid)))
+    return members
+
+
 class ProcessGroups:
     """Checks that a job's process group is gone, with `os.killpg(pgid, 0)`.
 
@@ -78,6 +94,15 @@ class ProcessGroups:
         except ProcessLookupError:
             return True
         return False
+
+    def session_gone(self, sid: int) -> bool:
+        """True when no process of session `sid` exists any more, whatever its group
+        (our own exited children in it are reaped first, as in `gone`)."""
+        for pid, state, ppid, _ in session_members(sid):
+            if state == "Z" and ppid == os.getpid():
+                with contextlib.suppress(ChildProcessError):
+                    os.waitpid(pid, os.WNOHANG)
+        return not session_members(sid)
 
     def close(self) -> None:
         if self.subreaper:

@@ -19,11 +19,12 @@ import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tests.conftest import Queuectl, WorkerProcess
-from tests.e2e.conftest import ProcessGroups, epoch, lines, popen_queuectl
+from tests.e2e.conftest import ProcessGroups, epoch, lines, popen_queuectl, session_members
 from tests.e2e.conftest import quote_path as q
 from tests.e2e.conftest import stop_worker as stop
 from tests.helpers import wait_for
@@ -648,6 +649,81 @@ def test_second_sigint_stops_now_and_gives_the_job_back(
     assert job["state"] == "pending"
     assert job["attempts"] == 0  # an interrupted run is not charged
     assert process_groups.gone(int(lines(pids)[0]))
+
+
+#: A job whose work runs under GNU `timeout`, which moves into a process group of
+#: its own: the job's shell's group no longer holds the work (found by an audit).
+TIMEOUT_WRAPPED = "echo $$ >> {pids}; timeout 300 sh -c 'sleep 4; echo late >> {marker}'"
+
+
+@pytest.mark.parametrize("how", ["kill -9 of the worker", "a second Ctrl+C", "the job's timeout"])
+def test_a_job_ended_against_its_will_loses_its_whole_session(
+    qctl: Queuectl, tmp_path: Path, process_groups: ProcessGroups, how: str
+) -> None:
+    pids, marker = tmp_path / "pids", tmp_path / "marker"
+    command = TIMEOUT_WRAPPED.format(pids=q(pids), marker=q(marker))
+    spec: dict[str, Any] = {"command": command, "max_retries": 1}
+    if how == "the job's timeout":
+        spec["timeout"] = 1
+    job_id = qctl.enqueue(spec)
+    worker = qctl.start_worker()
+    wait_for(lambda: lines(pids), message="the job to start")
+    sid = int(lines(pids)[0])  # the job's shell leads its session
+    wait_for(
+        lambda: any(pgid != sid for _, _, _, pgid in session_members(sid)),
+        message="`timeout` in a process group of its own",
+    )
+    if how == "kill -9 of the worker":
+        worker.signal(signal.SIGKILL)
+        assert worker.wait() == -signal.SIGKILL
+    elif how == "a second Ctrl+C":
+        worker.signal(signal.SIGINT)
+        wait_for(lambda: "stopping" in worker.stderr(), message="the first Ctrl+C to be seen")
+        worker.signal(signal.SIGINT)
+        assert worker.wait(timeout=15) == 0
+    else:
+        assert "timed out" in qctl.wait_state(job_id, "dead", timeout=15)["last_error"]
+    # Before `sleep 4` could end: the run's work is gone with its shell, not left to
+    # run beside a rerun of the job.
+    wait_for(lambda: process_groups.session_gone(sid), timeout=3, message="the session")
+    assert not marker.exists()
+    if how == "the job's timeout":
+        stop(worker)
+
+
+def watchdogs_of(worker_pid: int) -> list[int]:
+    """Pids of the job watchdogs a worker process has started (its children)."""
+    found = []
+    for name in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError):
+            stat = Path(f"/proc/{name}/stat").read_text()
+            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
+            if int(stat.rpartition(")")[2].split()[1]) == worker_pid and (
+                b"queuectl.queue.watchdog" in cmdline
+            ):
+                found.append(int(name))
+    return found
+
+
+def test_a_watchdog_that_dies_alone_is_replaced(
+    qctl: Queuectl, tmp_path: Path, process_groups: ProcessGroups
+) -> None:
+    # Found by an audit: a watchdog killed alone (the OOM killer, a stray kill) went
+    # unnoticed, and the worker's death then left its job running.
+    pids = tmp_path / "pids"
+    job_id = qctl.enqueue({"command": f"echo $$ >> {q(pids)}; sleep 30"})
+    worker = qctl.start_worker()
+    wait_for(lambda: lines(pids), message="the job to start")
+    (first,) = watchdogs_of(worker.proc.pid)
+    os.kill(first, signal.SIGKILL)
+    wait_for(lambda: "died; started another" in worker.stderr(), message="a new watchdog")
+    assert watchdogs_of(worker.proc.pid) not in ([], [first])
+    assert qctl.state(job_id) == "running"  # the job was not disturbed
+
+    worker.signal(signal.SIGKILL)
+    assert worker.wait() == -signal.SIGKILL
+    sid = int(lines(pids)[0])
+    wait_for(lambda: process_groups.session_gone(sid), timeout=3, message="the job")
 
 
 def test_job_leaving_a_background_process_completes_and_leaves_nothing(

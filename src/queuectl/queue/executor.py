@@ -27,6 +27,7 @@ from collections.abc import Callable, Mapping
 from os import PathLike
 
 from queuectl.queue.joblog import JobLog
+from queuectl.queue.sessions import signal_sessions
 from queuectl.record import Record
 from queuectl.timeutil import format_seconds
 
@@ -191,9 +192,12 @@ class Executor:
         guard: bool = True,
         kill_grace: float = KILL_GRACE,
         clock: Callable[[], float] = time.monotonic,
+        on_notice: Callable[[str], None] | None = None,
     ) -> None:
-        """`guard`: start the watchdog so that jobs die with this process."""
+        """`guard`: start the watchdog so that jobs die with this process.
+        `on_notice`: told, in a sentence, of trouble with the watchdog."""
         self._on_line = on_line
+        self._on_notice = on_notice
         self._kill_grace = kill_grace
         self._clock = clock
         # poll(2) rather than `selectors`: its bookkeeping per registration and per
@@ -207,6 +211,9 @@ class Executor:
         self._base_env = {os.fsencode(k): os.fsencode(v) for k, v in os.environ.items()}
         self._watchdog_pid: int | None = None
         self._watchdog_fd = -1  # the watchdog's stdin: lines of "+PGID", "-PGID", ...
+        self._watchdog_pidfd: int | None = None  # readable when the watchdog has died
+        self._watchdog_started = 0.0  # monotonic
+        self._watchdog_replaced = False  # the one running replaced one that died
         self._guard_lock = threading.Lock()  # the heartbeat thread writes lease lines too
         self._ended_groups: list[str] = []  # "-PGID" lines not sent to the watchdog yet
         self._guard_until = float("inf")  # monotonic; see guard_lease()
@@ -237,6 +244,47 @@ class Executor:
         finally:
             os.close(read_fd)
         self._watchdog_fd = write_fd
+        self._watchdog_started = time.monotonic()
+        self._watchdog_pidfd = _pidfd_open(self._watchdog_pid)
+        if self._watchdog_pidfd is not None:
+            self._poller.register(self._watchdog_pidfd, select.POLLIN)
+
+    def _replace_watchdog(self) -> None:
+        """The watchdog died on its own (the OOM killer, a stray kill): start another
+        and tell it what the dead one knew, or this worker's death would leave its
+        jobs running. A replacement that dies within a second is not replaced again."""
+        assert self._watchdog_pid is not None and self._watchdog_pidfd is not None
+        dead_pid = self._watchdog_pid
+        quick = self._watchdog_replaced and time.monotonic() - self._watchdog_started < 1.0
+        self._poller.unregister(self._watchdog_pidfd)
+        os.close(self._watchdog_pidfd)
+        self._watchdog_pidfd = None
+        with self._guard_lock:  # the heartbeat thread writes to it too
+            os.close(self._watchdog_fd)
+            self._watchdog_fd = -1
+            self._ended_groups = []  # the new one never heard of those groups
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(dead_pid, 0)
+        self._watchdog_pid = None
+        if quick:
+            self._notice(f"the job watchdog (pid {dead_pid}) keeps dying; jobs run unguarded")
+            return
+        try:
+            self._start_watchdog()
+            self._watchdog_replaced = True
+        except OSError as exc:
+            self._notice(f"the job watchdog died and cannot be restarted: {exc.strerror}")
+            return
+        lines = [f"+{run.pid}" for run in self._runs.values()]
+        if not math.isinf(self._guard_until):
+            lines.append(f"lease {max(self._guard_until - self._clock(), 0.0):.3f}")
+        for line in lines:
+            self._guard(line)
+        self._notice(f"the job watchdog (pid {dead_pid}) died; started another")
+
+    def _notice(self, message: str) -> None:
+        if self._on_notice is not None:
+            self._on_notice(message)
 
     # -- starting and stopping ---------------------------------------------------------
 
@@ -342,16 +390,18 @@ class Executor:
 
         Its Outcome will say `interrupted`.
         """
-        run = self._runs.get(key)
-        if run is None or run.interrupted:
-            return
-        run.interrupted = True
-        self._signal_group(run, signal.SIGTERM)
-        run.kill_at = self._clock() + (self._kill_grace if grace is None else grace)
+        self._stop([key], grace)
 
     def stop_all(self, *, grace: float | None = None) -> None:
-        for key in list(self._runs):
-            self.stop(key, grace=grace)
+        self._stop(list(self._runs), grace)
+
+    def _stop(self, keys: list[str], grace: float | None) -> None:
+        runs = [r for r in map(self._runs.get, keys) if r is not None and not r.interrupted]
+        kill_at = self._clock() + (self._kill_grace if grace is None else grace)
+        for run in runs:
+            run.interrupted = True
+            run.kill_at = kill_at
+        self._signal_sessions(runs, signal.SIGTERM)  # one pass over /proc for them all
 
     def end_all_now(self, grace: float | None = None) -> int:
         """End every run before this process exits without reporting them.
@@ -364,16 +414,14 @@ class Executor:
         Returns how many runs there were.
         """
         runs = list(self._runs.values())
-        for run in runs:
-            self._signal_group(run, signal.SIGTERM)
+        self._signal_sessions(runs, signal.SIGTERM)
         # The monotonic clock, not self._clock: this waits for real processes.
         deadline = time.monotonic() + (self._kill_grace if grace is None else grace)
         alive = runs
         while alive and time.monotonic() < deadline:
             time.sleep(0.02)
             alive = [run for run in alive if not _has_exited(run.pid)]
-        for run in runs:
-            self._signal_group(run, signal.SIGKILL)
+        self._signal_sessions(runs, signal.SIGKILL)
         return len(runs)
 
     def add_wakeup_fd(self, fd: int) -> None:
@@ -400,6 +448,9 @@ class Executor:
         events = self._poller.poll(wait_ms)
         exited: set[_Run] = set()
         for fd, _mask in events:
+            if fd == self._watchdog_pidfd:
+                self._replace_watchdog()
+                continue
             if fd not in self._watched:
                 continue  # closed by an earlier event of this round
             run = self._watched[fd]
@@ -428,10 +479,10 @@ class Executor:
         for run in self._runs.values():
             if run.deadline is not None and now >= run.deadline and not run.timed_out:
                 run.timed_out = True
-                self._signal_group(run, signal.SIGTERM)
+                self._signal_sessions([run], signal.SIGTERM)
                 run.kill_at = now + self._kill_grace
             if run.kill_at is not None and now >= run.kill_at:
-                self._signal_group(run, signal.SIGKILL)
+                self._signal_sessions([run], signal.SIGKILL)
                 run.kill_at = None
 
     def _read_output(self, run: _Run, reads: int = READS_PER_TURN) -> bool:
@@ -471,7 +522,13 @@ class Executor:
     def _finish(self, run: _Run) -> Outcome:
         # The shell has exited but is not reaped yet, so its pid (= the group id)
         # cannot be reused: killing the group now hits only what the job left behind.
-        self._signal_group(run, signal.SIGKILL)
+        # A run being ended (stopped, timed out) loses its whole session; one that
+        # ended by itself, its group only: a pass over /proc for every short job
+        # would cost more than the job (see queuectl.queue.sessions).
+        if run.interrupted or run.timed_out:
+            self._signal_sessions([run], signal.SIGKILL)
+        else:
+            self._signal_group(run, signal.SIGKILL)
         returncode = run.poll()
         if returncode is None:  # still running (close() killed it): wait for it
             _, status = os.waitpid(run.pid, 0)
@@ -517,6 +574,11 @@ class Executor:
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(run.pid, sig)
 
+    def _signal_sessions(self, runs: list[_Run], sig: int) -> None:
+        """Signal every process of these runs' sessions, in other groups too."""
+        if runs:
+            signal_sessions([run.pid for run in runs], sig)
+
     def guard_lease(self, seconds: float) -> None:
         """Tell the watchdog to kill every job unless this is called again within `seconds`.
 
@@ -542,9 +604,14 @@ class Executor:
 
     def close(self) -> None:
         """Release everything. Runs still going are killed (callers stop them first)."""
-        for run in list(self._runs.values()):
-            self._signal_group(run, signal.SIGKILL)
+        runs = list(self._runs.values())
+        self._signal_sessions(runs, signal.SIGKILL)
+        for run in runs:
             self._finish(run)
+        if self._watchdog_pidfd is not None:
+            self._poller.unregister(self._watchdog_pidfd)
+            os.close(self._watchdog_pidfd)
+            self._watchdog_pidfd = None
         if self._watchdog_pid is not None:
             self._guard("exit")
             with self._guard_lock:

@@ -20,12 +20,13 @@ Run as `python -m queuectl.queue.watchdog`.
 
 from __future__ import annotations
 
-import contextlib
 import os
 import select
 import signal
 import sys
 import time
+
+from queuectl.queue.sessions import signal_sessions
 
 # Seconds to pause after reading, so that a busy worker's lines arrive in batches:
 # a write that wakes a sleeping reader costs the worker a context switch per line
@@ -35,9 +36,9 @@ COALESCE = 0.02
 
 
 def _kill(groups: set[int]) -> None:
-    for pgid in groups:
-        with contextlib.suppress(OSError):  # already gone
-            os.killpg(pgid, signal.SIGKILL)
+    # Each group is a job shell's, which leads its session: the whole session goes
+    # (a `timeout` in the job has a group of its own there).
+    signal_sessions(groups, signal.SIGKILL)
     groups.clear()
 
 

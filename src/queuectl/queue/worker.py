@@ -147,7 +147,7 @@ class Worker:
         self.err = err or sys.stderr
         self._terminal = TerminalOutput(self.out, self.err)
         self.quiet = quiet
-        self.executor = executor or Executor(on_line=self._echo_line)
+        self.executor = executor or Executor(on_line=self._echo_line, on_notice=self._event)
         self.info = WorkerInfo(
             id=worker_id or new_worker_id(),
             host=hostname(),
@@ -198,6 +198,9 @@ class Worker:
         self._hb_stop = threading.Event()
         self._hb_thread: threading.Thread | None = None
         self._guard_deadline = float("inf")  # monotonic; see guard_window()
+        #: When a renewal last came after the guard had run out (monotonic): the
+        #: watchdog killed every run of that time (see _ended_past_guard).
+        self._guard_lapsed_at = float("-inf")
         # Each running job's lease as last seen, with the monotonic time first seen so.
         self._lease_seen: dict[tuple[str, int, float | None], float] = {}
 
@@ -354,13 +357,26 @@ class Worker:
         else:
             wait = BUSY_WAIT
         for key, outcome in self.executor.poll(min(wait, max_wait)):
-            past_guard = time.monotonic() >= self._guard_deadline
-            self._unrecorded.append(_Unrecorded(self._running.pop(key), outcome, past_guard))
+            running = self._running.pop(key)
+            past_guard = self._ended_past_guard(running)
+            self._unrecorded.append(_Unrecorded(running, outcome, past_guard))
         if time.monotonic() >= self._storage_retry_at:
             try:
                 self._record_pending_outcomes()
             except StorageError as exc:
                 self._storage_failed(exc)
+
+    def _ended_past_guard(self, running: _Running) -> bool:
+        """Whether a run that just ended may have been killed by the watchdog's guard.
+
+        Also after the heartbeat has renewed the leases again: a worker frozen past
+        its guard (Ctrl+Z) resumes with its heartbeat thread and its loop racing,
+        and a renewal that came first must not turn the watchdog's kill into a
+        charged failure (an e2e test saw one run in ten or so charged).
+        """
+        if time.monotonic() >= self._guard_deadline:
+            return True
+        return running.claimed_at < self._guard_lapsed_at
 
     def _storage_failed(self, exc: StorageError) -> None:
         self._claim_now = True  # what failed may have been a claim: try again after the pause
@@ -693,6 +709,9 @@ class Worker:
 
     def _renewed(self, began: float) -> None:
         """Leases were renewed by a write that began at `began` (monotonic)."""
+        now = time.monotonic()
+        if now >= self._guard_deadline:  # set first: the loop reads it second
+            self._guard_lapsed_at = now
         self._guard_deadline = began + guard_window(self.settings)
         self.executor.guard_lease(self._guard_deadline - time.monotonic())
 
