@@ -49,20 +49,23 @@ def lines(path: Path) -> list[str]:
 PR_SET_CHILD_SUBREAPER = 36  # from <linux/prctl.h>
 
 
-def session_members(sid: int) -> list[tuple[int, str, int, int]]:
-    """`(pid, state, ppid, pgid)` of every process in session `sid`, from /proc."""
-    members = []
+def processes() -> Iterator[tuple[int, str, int, int, int]]:
+    """`(pid, state, ppid, pgid, session)` of every process, from /proc."""
     for name in os.listdir("/proc"):
         if not name.isdigit():
             continue
         try:
             data = Path(f"/proc/{name}/stat").read_text()
-        except OSError:
+        except OSError:  # gone meanwhile
             continue
+        # "pid (comm) state ppid pgrp session ...": comm may hold spaces and parentheses.
         state, ppid, pgid, session = data.rpartition(")")[2].split()[:4]
-        if int(session) == sid:
-            members.append((int(name), state, int(ppid), int(pgid)))
-    return members
+        yield int(name), state, int(ppid), int(pgid), int(session)
+
+
+def session_members(sid: int) -> list[tuple[int, str, int, int]]:
+    """`(pid, state, ppid, pgid)` of every process in session `sid`."""
+    return [(p, state, pp, pg) for p, state, pp, pg, s in processes() if s == sid]
 
 
 class ProcessGroups:

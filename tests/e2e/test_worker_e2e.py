@@ -24,7 +24,14 @@ from typing import Any
 import pytest
 
 from tests.conftest import Queuectl, WorkerProcess
-from tests.e2e.conftest import ProcessGroups, epoch, lines, popen_queuectl, session_members
+from tests.e2e.conftest import (
+    ProcessGroups,
+    epoch,
+    lines,
+    popen_queuectl,
+    processes,
+    session_members,
+)
 from tests.e2e.conftest import quote_path as q
 from tests.e2e.conftest import stop_worker as stop
 from tests.helpers import wait_for
@@ -694,14 +701,13 @@ def test_a_job_ended_against_its_will_loses_its_whole_session(
 def watchdogs_of(worker_pid: int) -> list[int]:
     """Pids of the job watchdogs a worker process has started (its children)."""
     found = []
-    for name in os.listdir("/proc"):
-        with contextlib.suppress(OSError, ValueError):
-            stat = Path(f"/proc/{name}/stat").read_text()
-            cmdline = Path(f"/proc/{name}/cmdline").read_bytes()
-            if int(stat.rpartition(")")[2].split()[1]) == worker_pid and (
-                b"queuectl.queue.watchdog" in cmdline
+    for pid, _, ppid, _, _ in processes():
+        with contextlib.suppress(OSError):  # gone meanwhile
+            if (
+                ppid == worker_pid
+                and b"queuectl.queue.watchdog" in Path(f"/proc/{pid}/cmdline").read_bytes()
             ):
-                found.append(int(name))
+                found.append(pid)
     return found
 
 

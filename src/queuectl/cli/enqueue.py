@@ -28,7 +28,7 @@ FIELD_FLAGS = (
     (
         "--timeout",
         "timeout",
-        "kill the job's process group after this long, e.g. 90, 10m, or none for no "
+        "kill the job (all its processes) after this long, e.g. 90, 10m, or none for no "
         "limit (default: `config get job_timeout`)",
     ),
 )

@@ -318,7 +318,7 @@ class Export(Record):
     """What `queuectl export` wrote, read back and checked (see `read_export`)."""
 
     jobs: builtins.list[Job]
-    #: Stored text of each setting, by canonical name.
+    #: The text given for each setting, by canonical name (checked; stored normalized).
     settings: dict[str, str]
 
 
