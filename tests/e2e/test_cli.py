@@ -737,6 +737,11 @@ def test_refused_input_makes_no_queue_at_a_new_path(sq: Queuectl, tmp_path: Path
     ):
         assert_error(sq.run("--db", str(typo), *args, check=False), 2)
         assert not typo.parent.exists(), args
+    # The same on the default queue, on a machine that has none yet.
+    fresh = {"QUEUECTL_DB": "", "XDG_DATA_HOME": str(tmp_path / "fresh")}
+    for args in (["enqueue", '{"command":"true","zz":1}'], ["config", "set", "bogus", "1"]):
+        assert_error(sq.run(*args, check=False, env=fresh), 2)
+        assert not (tmp_path / "fresh").exists(), args
     # Valid input still makes the queue, with what it was given.
     sq.run("--db", str(typo), "config", "set", "max-retries", "5")
     job_id = sq.run("--db", str(typo), "enqueue", '{"command":"true","delay":"1h"}').stdout

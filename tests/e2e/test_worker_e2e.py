@@ -18,6 +18,7 @@ import socket
 import subprocess
 import time
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -489,6 +490,13 @@ def test_first_signal_lets_the_running_job_finish(
     wait_for(lambda: "stopping" in worker.stderr(), message="the worker to start stopping")
     assert worker.proc.poll() is None  # still there, waiting for its job
     assert qctl.state(running) == "running"
+    # The tables say so too (an audit: only after `worker stop` did they), once the
+    # heartbeat has written it.
+    wait_for(
+        lambda: [w["stop_requested"] for w in qctl.json("worker", "list")] == [True],
+        message="the worker listed as stopping",
+    )
+    assert "stopping" in qctl.run("worker", "list").stdout
 
     gate.touch()
     assert worker.wait(timeout=20) == 0
@@ -730,6 +738,32 @@ def test_a_watchdog_that_dies_alone_is_replaced(
     assert worker.wait() == -signal.SIGKILL
     sid = int(lines(pids)[0])
     wait_for(lambda: process_groups.session_gone(sid), timeout=3, message="the job")
+
+
+def more_notices(worker: WorkerProcess, seen: int) -> bool:
+    """The worker has said more about its job watchdog than the `seen` notices."""
+    return worker.stderr().count("job watchdog") > seen
+
+
+def test_a_worker_whose_watchdog_keeps_dying_takes_no_job_until_one_stays_up(
+    qctl: Queuectl,
+) -> None:
+    # Found by an audit: given up on, the watchdog left the worker running jobs
+    # unguarded for good, so a frozen worker's job could run beside its takeover.
+    worker = qctl.start_worker()
+    for _ in range(2):  # the first death is replaced at once; its replacement's is not
+        seen = worker.stderr().count("job watchdog")
+        (watchdog,) = watchdogs_of(worker.proc.pid)
+        os.kill(watchdog, signal.SIGKILL)
+        wait_for(partial(more_notices, worker, seen), message="the notice")
+    assert "keeps dying" in worker.stderr() and "no job is taken" in worker.stderr()
+    job_id = qctl.enqueue({"command": "true"})
+    qctl.wait_state(job_id, "completed", timeout=20)
+    err = worker.stderr()
+    # In the loop's own order: the job was taken only once a watchdog was up again.
+    assert err.index("taking jobs again") < err.index(f"[{job_id}] started"), err
+    assert len(watchdogs_of(worker.proc.pid)) == 1
+    stop(worker)
 
 
 def test_job_leaving_a_background_process_completes_and_leaves_nothing(

@@ -250,7 +250,7 @@ def test_bad_timeout_is_refused(timeout: object) -> None:
     refused({"command": "true", "timeout": timeout})
 
 
-@pytest.mark.parametrize("timeout", [0, "0s", -1, -0.5])
+@pytest.mark.parametrize("timeout", [0, "0s", -1, -0.5, "-1", " -5s"])
 def test_a_timeout_of_zero_or_less_is_refused_with_one_rule(timeout: object) -> None:
     # -1 said "must be a non-negative number", which 0 is, and 0 is refused too.
     message = refused({"command": "true", "timeout": timeout}).message

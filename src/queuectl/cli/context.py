@@ -58,22 +58,18 @@ class AppContext:
             ) from None
 
     def makes_new_queue(self) -> bool:
-        """Whether a writing command would create the queue the user named: a SQLite
-        path (given with --db or $QUEUECTL_DB) where no file exists yet.
+        """Whether a writing command would create its queue: a SQLite path where no
+        file exists yet (the default one too).
 
         Such a command checks its input before it opens the queue (see
         `queuectl.queue.service.jobs_for_new_queue`), so that input it refuses
-        leaves no empty queue behind at a mistyped path.
+        leaves no empty queue behind, at a mistyped path or anywhere.
         """
         import os
 
         from queuectl.paths import is_postgres_url
 
-        return (
-            self.named_by is not None
-            and not is_postgres_url(self.db)
-            and not os.path.lexists(self.db)
-        )
+        return not is_postgres_url(self.db) and not os.path.lexists(self.db)
 
     @property
     def logs_dir(self) -> str:

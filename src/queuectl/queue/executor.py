@@ -32,6 +32,10 @@ from queuectl.record import Record
 from queuectl.timeutil import format_seconds
 
 KILL_GRACE = 5.0  # seconds between SIGTERM and SIGKILL for a group being stopped
+#: Seconds before starting a job watchdog again after a replacement died at once,
+#: doubling up to WATCHDOG_RETRY_MAX while they keep dying.
+WATCHDOG_RETRY_FIRST = 1.0
+WATCHDOG_RETRY_MAX = 30.0
 READ_CHUNK = 65536  # bytes per read from a job's output pipe
 #: Reads of one job's output per turn of the loop. A job that prints without pause
 #: refills its pipe as fast as the loop empties it; unbounded, reading it would keep
@@ -214,6 +218,10 @@ class Executor:
         self._watchdog_pidfd: int | None = None  # readable when the watchdog has died
         self._watchdog_started = 0.0  # monotonic
         self._watchdog_replaced = False  # the one running replaced one that died
+        self._guard_wanted = guard
+        #: With no watchdog (it kept dying): when to try starting one again (monotonic).
+        self._watchdog_retry_at: float | None = None
+        self._watchdog_backoff = WATCHDOG_RETRY_FIRST
         self._guard_lock = threading.Lock()  # the heartbeat thread writes lease lines too
         self._ended_groups: list[str] = []  # "-PGID" lines not sent to the watchdog yet
         self._guard_until = float("inf")  # monotonic; see guard_lease()
@@ -249,10 +257,19 @@ class Executor:
         if self._watchdog_pidfd is not None:
             self._poller.register(self._watchdog_pidfd, select.POLLIN)
 
+    @property
+    def guarded(self) -> bool:
+        """Whether a watchdog stands by (or none was asked for): without one, a job
+        outlives this process's death, or runs on while it is frozen, so the worker
+        takes no new job until one is back (see _replace_watchdog)."""
+        return not self._guard_wanted or self._watchdog_pid is not None
+
     def _replace_watchdog(self) -> None:
         """The watchdog died on its own (the OOM killer, a stray kill): start another
         and tell it what the dead one knew, or this worker's death would leave its
-        jobs running. A replacement that dies within a second is not replaced again."""
+        jobs running. A replacement that dies within a second is started again only
+        after a pause, doubling while they keep dying; until then `guarded` is
+        False."""
         assert self._watchdog_pid is not None and self._watchdog_pidfd is not None
         dead_pid = self._watchdog_pid
         quick = self._watchdog_replaced and time.monotonic() - self._watchdog_started < 1.0
@@ -267,20 +284,36 @@ class Executor:
             os.waitpid(dead_pid, 0)
         self._watchdog_pid = None
         if quick:
-            self._notice(f"the job watchdog (pid {dead_pid}) keeps dying; jobs run unguarded")
+            self._retry_watchdog_later(f"the job watchdog (pid {dead_pid}) keeps dying")
             return
+        self._watchdog_backoff = WATCHDOG_RETRY_FIRST
+        if self._restart_watchdog():
+            self._notice(f"the job watchdog (pid {dead_pid}) died; started another")
+
+    def _retry_watchdog_later(self, why: str) -> None:
+        pause = self._watchdog_backoff
+        self._watchdog_backoff = min(pause * 2, WATCHDOG_RETRY_MAX)
+        self._watchdog_retry_at = time.monotonic() + pause
+        self._notice(
+            f"{why}; running jobs are unguarded and no job is taken until one stays up "
+            f"(next try in {format_seconds(pause)})"
+        )
+
+    def _restart_watchdog(self) -> bool:
+        """Start a watchdog and tell it about every run and the lease guard."""
+        self._watchdog_retry_at = None
         try:
             self._start_watchdog()
-            self._watchdog_replaced = True
         except OSError as exc:
-            self._notice(f"the job watchdog died and cannot be restarted: {exc.strerror}")
-            return
+            self._retry_watchdog_later(f"cannot start a job watchdog: {exc.strerror}")
+            return False
+        self._watchdog_replaced = True
         lines = [f"+{run.pid}" for run in self._runs.values()]
         if not math.isinf(self._guard_until):
             lines.append(f"lease {max(self._guard_until - self._clock(), 0.0):.3f}")
         for line in lines:
             self._guard(line)
-        self._notice(f"the job watchdog (pid {dead_pid}) died; started another")
+        return True
 
     def _notice(self, message: str) -> None:
         if self._on_notice is not None:
@@ -441,6 +474,11 @@ class Executor:
         """
         if self._ended_groups:
             self._guard()  # before sleeping: tell the watchdog which groups ended
+        retry_at = self._watchdog_retry_at
+        if retry_at is not None and retry_at <= time.monotonic() and self._restart_watchdog():
+            self._notice("a new job watchdog is up; taking jobs again")
+        if self._watchdog_retry_at is not None:
+            timeout = min(timeout, max(0.0, self._watchdog_retry_at - time.monotonic()))
         timeout = min(timeout, self._next_deadline_in())
         # poll(2) takes whole milliseconds: round up, or a wait for a deadline would
         # return just before it, with nothing to do, again and again.

@@ -212,8 +212,13 @@ def _timeout_field(value: object) -> float | None:
     if value is None or (isinstance(value, str) and value.strip().lower() == "none"):
         return None
     refusal = "'timeout' must be more than 0 seconds (or null for no limit)"
-    if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:
-        raise InvalidInput(refusal)  # not "non-negative", which would allow the 0 refused here
+    negative = (
+        value.strip().startswith("-")
+        if isinstance(value, str)
+        else isinstance(value, int | float) and not isinstance(value, bool) and value < 0
+    )
+    if negative:  # not "non-negative" nor "not a duration": one rule, one message
+        raise InvalidInput(refusal)
     timeout = parse_duration(value, "timeout")
     if timeout == 0:
         raise InvalidInput(refusal)

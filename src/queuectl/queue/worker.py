@@ -201,6 +201,7 @@ class Worker:
         #: When a renewal last came after the guard had run out (monotonic): the
         #: watchdog killed every run of that time (see _ended_past_guard).
         self._guard_lapsed_at = float("-inf")
+        self._stop_shown = False  # the workers table says this worker is stopping
         # Each running job's lease as last seen, with the monotonic time first seen so.
         self._lease_seen: dict[tuple[str, int, float | None], float] = {}
 
@@ -451,10 +452,10 @@ class Worker:
     def _may_claim(self) -> bool:
         """Claims wait while the leases are past their guard: a job claimed then would
         only be given back unstarted, at once, again and again until the heartbeat
-        renews. And for a moment after a job could not be started for want of
-        descriptors or processes."""
+        renews. For a moment after a job could not be started for want of
+        descriptors or processes. And while the job watchdog is down."""
         now = time.monotonic()
-        return now < self._guard_deadline and now >= self._launch_retry_at
+        return now < self._guard_deadline and now >= self._launch_retry_at and self.executor.guarded
 
     def _fill_slots(self) -> int:
         if self._stopping or len(self._running) >= self.concurrency or not self._may_claim():
@@ -664,6 +665,12 @@ class Worker:
         mine = {r.job.id for r in running if not r.lost} | {u.running.job.id for u in unrecorded}
         hb = store.heartbeat(self.info, self.settings.lease_timeout, sorted(mine))
         self._renewed(began)
+        if self._stopping and not self._stop_shown:
+            # Stopping on its own (Ctrl+C, SIGTERM), as if asked by `worker stop`, so
+            # that `worker list` and `status` show it. Here, not in the loop: a loop
+            # that waits on a busy database must still see the second Ctrl+C.
+            store.request_stop([self.id])
+            self._stop_shown = True
         with self._flags.lock:
             self._flags.held = hb.held_job_ids
             self._flags.held_since = began
