@@ -432,6 +432,46 @@ def test_worker_stop_stops_all_workers_gracefully(qctl: Queuectl, tmp_path: Path
     assert "no worker" in again.stdout.lower()
 
 
+def test_worker_stop_counts_a_worker_killed_meanwhile_as_died(
+    qctl: Queuectl, tmp_path: Path
+) -> None:
+    # Found by an audit: once another worker's recovery had removed the killed
+    # worker's row, `worker stop` counted it as stopped.
+    gate = tmp_path / "gate"
+    doomed = qctl.start_worker("--count", "1", name="doomed")
+    saved = qctl.env  # "elsewhere" cannot see doomed's pid: it waits for its lease
+    qctl.env = {**saved, "QUEUECTL_HOSTNAME": "elsewhere"}
+    try:
+        other = qctl.start_worker("--count", "1", name="other")
+    finally:
+        qctl.env = saved
+    jobs = [qctl.enqueue({"command": gate_command(gate, "true")}) for _ in range(2)]
+    for job_id in jobs:
+        qctl.wait_state(job_id, "running")
+    err = tmp_path / "stop.err"
+    with open(err, "w") as stderr:
+        stopper = subprocess.Popen(
+            [qctl.exe, "worker", "stop"],
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            env=qctl.env,
+            text=True,
+        )
+    wait_for(lambda: "waiting for 2 worker(s)" in err.read_text(), message="the stop to begin")
+    doomed.signal(signal.SIGKILL)
+    assert doomed.wait() == -signal.SIGKILL
+    wait_for(lambda: "waiting for 1 worker(s)" in err.read_text(), message="the death seen")
+    # The other worker recovers the dead one's job, and with it removes its row.
+    (lost_job,) = [j for j in jobs if qctl.job(j)["worker_id"] == worker_id_of(doomed)]
+    qctl.wait_state(lost_job, "pending", timeout=30)
+    gate.touch()
+    out, _ = stopper.communicate(timeout=30)
+    assert stopper.returncode == 0
+    assert out.startswith("Stopped 1 of 2 worker(s); 1 stopped heartbeating"), out
+    assert other.wait(timeout=10) == 0
+
+
 def test_worker_stop_json_reports_what_it_achieved(qctl: Queuectl, tmp_path: Path) -> None:
     """One JSON document on stdout; a --timeout that runs out while a worker is still
     finishing its job is exit 1, as in the human form."""

@@ -229,14 +229,20 @@ class QueueService:
             return StopReport(asked=len(asked), stopped=0, lost=0, running=len(asked))
         deadline = None if timeout is None else time.monotonic() + timeout
         last_reported = -1
+        # Seen registered but dead: once another worker's recovery has removed its
+        # row, a worker that died looks like one that stopped (an audit: a kill -9
+        # during the stop was counted as stopped).
+        died: set[str] = set()
         while True:
             registered = {w.id: w for w in self.store.list_workers() if w.id in asked}
-            running = len(self._live(registered.values()))
+            live = {w.id for w in self._live(registered.values())}
+            died |= registered.keys() - live
+            running = len(live)
             if not running or (deadline is not None and time.monotonic() >= deadline):
                 return StopReport(
                     asked=len(asked),
-                    stopped=len(asked) - len(registered),
-                    lost=len(registered) - running,
+                    stopped=len(asked) - len(registered.keys() | died),
+                    lost=len(died),
                     running=running,
                 )
             if progress is not None and running != last_reported:
