@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 
 from queuectl.errors import InvalidInput
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)\s*(ms|s|m|h|d)?\s*$", re.ASCII)
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 #: Instants queuectl stores must be showable as ISO-8601: 1970-01-01 up to year 9999.
 LATEST_INSTANT = 253_402_300_799.0  # 9999-12-31T23:59:59Z

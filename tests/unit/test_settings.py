@@ -86,6 +86,12 @@ def test_valid_values_parse(key: str, text: str, expected: object) -> None:
     [
         ("max_retries", "-1"),
         ("max_retries", "1.5"),
+        # Python's int() and float() read these; no one means them (an audit).
+        ("max_retries", "1_000"),
+        ("max_retries", "\uff15"),  # a full-width 5
+        ("backoff_base", "1_0"),
+        ("backoff_base", "nan"),
+        ("backoff_max", "\u0663"),  # an Arabic-Indic 3
         ("max_retries", "three"),
         ("max_retries", ""),
         ("backoff_base", "0.5"),

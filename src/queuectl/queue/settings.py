@@ -6,6 +6,8 @@ invalid value is `InvalidInput` (exit code 2) and changes nothing.
 
 from __future__ import annotations
 
+import re
+
 from queuectl.errors import InvalidInput, InvalidStoredSetting
 from queuectl.record import Record
 from queuectl.timeutil import duration_seconds
@@ -66,11 +68,16 @@ class Settings(Record):
         return self.fields()
 
 
+#: Numbers as a user types them: ASCII digits only. Python's int() and float() also
+#: take `1_000`, full-width and other scripts' digits, which no one means here.
+_WHOLE = re.compile(r"[0-9]+", re.ASCII)
+_DECIMAL = re.compile(r"[0-9]+(?:\.[0-9]*)?(?:[eE][+-]?[0-9]+)?|\.[0-9]+", re.ASCII)
+
+
 def _retry_count(text: str) -> int:
-    try:
-        value = int(text.strip())
-    except ValueError:
-        raise ValueError("expected a whole number") from None
+    if not _WHOLE.fullmatch(text.strip()):
+        raise ValueError("expected a whole number")
+    value = int(text.strip())
     if not 0 <= value <= MAX_RETRIES_LIMIT:
         raise ValueError(f"must be between 0 and {MAX_RETRIES_LIMIT}")
     return value
@@ -78,10 +85,9 @@ def _retry_count(text: str) -> int:
 
 def _float_at_least(minimum: float, exclusive: bool = False) -> Callable[[str], float]:
     def parse(text: str) -> float:
-        try:
-            value = float(text.strip())
-        except ValueError:
-            raise ValueError("expected a number") from None
+        if not _DECIMAL.fullmatch(text.strip()):
+            raise ValueError("expected a number")
+        value = float(text.strip())
         if value != value or value == float("inf"):
             raise ValueError("expected a finite number")
         if value < minimum or (exclusive and value == minimum):
