@@ -89,7 +89,9 @@ def duration_seconds(value: object) -> float:
         seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
     else:
         raise ValueError(f"expected a number of seconds, got {value!r}")
-    if seconds != seconds or seconds in (float("inf"), float("-inf")) or seconds < 0:
+    if seconds != seconds or seconds in (float("inf"), float("-inf")):
+        raise ValueError("must be a finite number of seconds")
+    if seconds < 0:
         raise ValueError("must be a non-negative number of seconds")
     if seconds > MAX_DURATION:
         raise ValueError(f"at most {MAX_DURATION:.0f} seconds (about 31 years)")

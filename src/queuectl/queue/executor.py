@@ -476,7 +476,7 @@ class Executor:
             self._guard()  # before sleeping: tell the watchdog which groups ended
         retry_at = self._watchdog_retry_at
         if retry_at is not None and retry_at <= time.monotonic() and self._restart_watchdog():
-            self._notice("a new job watchdog is up; taking jobs again")
+            self._notice("a new job watchdog is up")
         if self._watchdog_retry_at is not None:
             timeout = min(timeout, max(0.0, self._watchdog_retry_at - time.monotonic()))
         timeout = min(timeout, self._next_deadline_in())

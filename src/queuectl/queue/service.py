@@ -221,10 +221,15 @@ class QueueService:
         without deregistering died meanwhile (or was dead already, on a host whose
         processes this one cannot see): `lost`, not stopped.
         """
-        asked = [w.id for w in self.live_workers()]
+        workers = self.live_workers()
+        asked = [w.id for w in workers]
         if not asked:
             return StopReport(asked=0, stopped=0, lost=0, running=0)
         self.store.request_stop(asked)
+        # Each worker's jobs, and how often each was recovered so far: a worker whose
+        # job is recovered meanwhile died, even if its row is gone by the time we look.
+        jobs = {w.id: w.current_jobs for w in workers}
+        recovered = {j: self.store.get_job(j).recoveries for js in jobs.values() for j in js}
         if not wait:
             return StopReport(asked=len(asked), stopped=0, lost=0, running=len(asked))
         deadline = None if timeout is None else time.monotonic() + timeout
@@ -239,6 +244,8 @@ class QueueService:
             died |= registered.keys() - live
             running = len(live)
             if not running or (deadline is not None and time.monotonic() >= deadline):
+                gone = set(asked) - registered.keys() - died
+                died |= {w for w in gone if self._any_recovered(jobs[w], recovered)}
                 return StopReport(
                     asked=len(asked),
                     stopped=len(asked) - len(registered.keys() | died),
@@ -249,6 +256,10 @@ class QueueService:
                 progress(running)
                 last_reported = running
             time.sleep(STOP_POLL)  # polling another process's progress: nothing to wait on
+
+    def _any_recovered(self, job_ids: Iterable[str], recoveries: Mapping[str, int]) -> bool:
+        """Whether one of these jobs was recovered (from a lost worker) since then."""
+        return any(self.store.get_job(j).recoveries > recoveries[j] for j in job_ids)
 
     # -- schema and transfer -------------------------------------------------------------------
 
