@@ -226,12 +226,12 @@ class QueueService:
         if not asked:
             return StopReport(asked=0, stopped=0, lost=0, running=0)
         self.store.request_stop(asked)
+        if not wait:
+            return StopReport(asked=len(asked), stopped=0, lost=0, running=len(asked))
         # Each worker's jobs, and how often each was recovered so far: a worker whose
         # job is recovered meanwhile died, even if its row is gone by the time we look.
         jobs = {w.id: w.current_jobs for w in workers}
         recovered = {j: self.store.get_job(j).recoveries for js in jobs.values() for j in js}
-        if not wait:
-            return StopReport(asked=len(asked), stopped=0, lost=0, running=len(asked))
         deadline = None if timeout is None else time.monotonic() + timeout
         last_reported = -1
         # Seen registered but dead: once another worker's recovery has removed its

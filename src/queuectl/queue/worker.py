@@ -373,7 +373,7 @@ class Worker:
         Also after the heartbeat has renewed the leases again: a worker frozen past
         its guard (Ctrl+Z) resumes with its heartbeat thread and its loop racing,
         and a renewal that came first must not turn the watchdog's kill into a
-        charged failure (an e2e test saw one run in ten or so charged).
+        charged failure (an e2e test saw about one run in twenty charged).
         """
         if time.monotonic() >= self._guard_deadline:
             return True
